@@ -1,0 +1,60 @@
+"""Command line behind the Makefile: `python -m msrbook.cli reproduce|list|check-profile`.
+
+A user error (unknown chapter, profile, parameter...) prints one line and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+import yaml
+
+from . import repo_root
+from .params import parse_overrides
+from .registry import PROFILES, BookError, chapter as get_chapter, chapters
+
+
+def _committed(path: str) -> bool:
+    out = subprocess.run(["git", "ls-files", "--error-unmatch", path], cwd=repo_root(),
+                         capture_output=True, text=True)
+    return out.returncode == 0
+
+
+def cmd_list(_args) -> None:
+    for ch in chapters():
+        prof_file = ch.folder / "profiles.yml"
+        profiles = list((yaml.safe_load(prof_file.read_text()) or {}).keys()) if prof_file.exists() else []
+        have = [p for p in PROFILES if _committed(f"data/results/{ch.name}/{p}/provenance.json")]
+        print(f"{ch.name:18s} {ch.title}")
+        print(f"{'':18s} notebooks: {', '.join(ch.notebooks) or '(none yet)'}")
+        print(f"{'':18s} profiles:  {', '.join(profiles) or '(none yet)'}; committed results: {', '.join(have) or 'none'}")
+
+
+def cmd_reproduce(args) -> None:
+    from .runner import reproduce
+    get_chapter(args.chapter)  # fail fast on a bad name, before importing papermill
+    target = reproduce(args.chapter, args.profile or None, parse_overrides(args.set or ""))
+    print(f"results swapped into {target.relative_to(repo_root()) if target.is_relative_to(repo_root()) else target}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="msrbook")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("list", help="chapters, notebooks, profiles and committed results")
+    r = sub.add_parser("reproduce", help="run a chapter's notebooks in compute mode")
+    r.add_argument("chapter")
+    r.add_argument("--profile", default="")
+    r.add_argument("--set", default="", help="parameter overrides: 'name=value name2=value2'")
+    args = ap.parse_args(argv)
+    try:
+        {"list": cmd_list, "reproduce": cmd_reproduce}[args.cmd](args)
+    except BookError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

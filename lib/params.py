@@ -1,0 +1,93 @@
+"""Profile parameters: notebooks/<chapter>/profiles.yml, checked against each notebook's
+papermill `parameters` cell.
+
+profiles.yml maps profile -> notebook stem -> {name: value}. The parameters cell holds `profile`
+and one literal assignment per value a profile sets; its literal gives the type. An unknown key or
+a value of the wrong type is an error that names it.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import yaml
+
+from .registry import BookError, chapter as get_chapter, check_profile
+
+
+def notebook_defaults(path: Path) -> dict:
+    """{name: default} from the cell tagged `parameters` (literal assignments only)."""
+    nb = json.loads(Path(path).read_text())
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code" and "parameters" in cell.get("metadata", {}).get("tags", []):
+            src = "".join(cell["source"])
+            out = {}
+            for node in ast.parse(src).body:
+                if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
+                    raise BookError(f"{path.name}: the parameters cell may hold only `name = literal` lines")
+                out[node.targets[0].id] = ast.literal_eval(node.value)
+            return out
+    raise BookError(f"{path.name}: no cell tagged 'parameters'")
+
+
+def _type_ok(default, value) -> bool:
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    if isinstance(default, list):
+        return isinstance(value, list) and all(_type_ok(default[0], v) for v in value) if default else isinstance(value, list)
+    return type(value) is type(default)
+
+
+def check(defaults: dict, values: dict, where: str) -> dict:
+    """Values merged over defaults; raises on an unknown key or a wrong type, naming it."""
+    merged = dict(defaults)
+    for key, value in values.items():
+        if key not in defaults:
+            raise BookError(f"{where}: unknown parameter {key!r}; valid: {', '.join(sorted(defaults))}")
+        if not _type_ok(defaults[key], value):
+            raise BookError(f"{where}: parameter {key!r} must be {type(defaults[key]).__name__}, got {type(value).__name__} {value!r}")
+        merged[key] = float(value) if isinstance(defaults[key], float) else value
+    return merged
+
+
+def profile_values(chapter: str, profile: str) -> dict[str, dict]:
+    """{notebook stem: {name: value}} for one profile of a chapter."""
+    check_profile(profile)
+    ch = get_chapter(chapter)
+    path = ch.folder / "profiles.yml"
+    raw = yaml.safe_load(path.read_text()) if path.exists() else {}
+    raw = raw or {}
+    for p in raw:
+        check_profile(p)
+    per_nb = raw.get(profile) or {}
+    for stem in per_nb:
+        if stem not in ch.notebooks:
+            raise BookError(f"{path}: unknown notebook {stem!r} under {profile!r}; valid: {', '.join(ch.notebooks)}")
+    return {stem: dict(per_nb.get(stem) or {}) for stem in ch.notebooks}
+
+
+def resolve(chapter: str, stem: str, profile: str, overrides: dict | None = None) -> dict:
+    """The checked parameters papermill injects into one notebook (profile included)."""
+    ch = get_chapter(chapter)
+    defaults = notebook_defaults(ch.notebook_path(stem))
+    if "profile" not in defaults:
+        raise BookError(f"{stem}.ipynb: the parameters cell must set `profile`")
+    values = profile_values(chapter, profile)[stem]
+    merged = check(defaults, {**values, **(overrides or {})}, f"{chapter}/{stem} ({profile})")
+    merged["profile"] = profile
+    return merged
+
+
+def parse_overrides(text: str) -> dict:
+    """`a=1 b=[1,2] c=name` -> {'a': 1, 'b': [1, 2], 'c': 'name'} (YAML scalars)."""
+    out = {}
+    for item in text.split():
+        if "=" not in item:
+            raise BookError(f"cannot read override {item!r}; write name=value")
+        k, v = item.split("=", 1)
+        out[k] = yaml.safe_load(v)
+    return out

@@ -1,0 +1,68 @@
+"""The chapter registry (chapters.yml): names, titles, notebooks in order, code paths.
+
+Every tool reads chapters through this module, so an unknown name fails the same way everywhere:
+one line that lists the valid names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from . import repo_root
+
+PROFILES = ("ci", "gpu", "paper")  # cheapest first; replay prefers the last that exists
+
+
+class BookError(Exception):
+    """A user-facing error: its message is one line that says what to do."""
+
+
+@dataclass(frozen=True)
+class Chapter:
+    name: str  # folder name everywhere: notebooks/<name>/, data/results/<name>/
+    title: str  # shown in the table of contents and on the scoreboard
+    part: str  # background | papers | appendix
+    paper: str | None  # "Title (arXiv:id)", None for background and appendix chapters
+    notebooks: tuple[str, ...]  # notebook stems in reading order
+    code: tuple[str, ...]  # paths whose change makes committed results stale
+
+    @property
+    def folder(self) -> Path:
+        return repo_root() / "notebooks" / self.name
+
+    def notebook_path(self, stem: str) -> Path:
+        return self.folder / f"{stem}.ipynb"
+
+    @property
+    def stale_paths(self) -> tuple[str, ...]:
+        return (f"notebooks/{self.name}", f"data/paper/{self.name}.yml", *self.code)
+
+
+@lru_cache(maxsize=1)
+def chapters() -> tuple[Chapter, ...]:
+    raw = yaml.safe_load((repo_root() / "chapters.yml").read_text())
+    return tuple(
+        Chapter(
+            name=c["name"], title=c["title"], part=c["part"], paper=c.get("paper"),
+            notebooks=tuple(c.get("notebooks") or ()), code=tuple(c.get("code") or ()),
+        )
+        for c in raw["chapters"]
+    )
+
+
+def chapter(name: str) -> Chapter:
+    for c in chapters():
+        if c.name == name:
+            return c
+    valid = ", ".join(c.name for c in chapters())
+    raise BookError(f"unknown chapter {name!r}; valid chapters: {valid}")
+
+
+def check_profile(profile: str) -> str:
+    if profile not in PROFILES:
+        raise BookError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
+    return profile
