@@ -1,4 +1,4 @@
-"""Command line behind the Makefile: `python -m msrbook.cli reproduce|list|check-profile`.
+"""Command line behind the Makefile: `python -m msrbook.cli reproduce|replay|list`.
 
 A user error (unknown chapter, profile, parameter...) prints one line and exits 2.
 """
@@ -39,6 +39,13 @@ def cmd_reproduce(args) -> None:
     print(f"results swapped into {target.relative_to(repo_root()) if target.is_relative_to(repo_root()) else target}")
 
 
+def cmd_replay(args) -> None:
+    from .runner import replay
+    get_chapter(args.chapter)
+    out = replay(args.chapter, args.profile or None)
+    print(f"replayed into {out}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="msrbook")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -47,9 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("chapter")
     r.add_argument("--profile", default="")
     r.add_argument("--set", default="", help="parameter overrides: 'name=value name2=value2'")
+    rp = sub.add_parser("replay", help="run a chapter's notebooks against saved results")
+    rp.add_argument("chapter")
+    rp.add_argument("--profile", default="")
     args = ap.parse_args(argv)
     try:
-        {"list": cmd_list, "reproduce": cmd_reproduce}[args.cmd](args)
+        {"list": cmd_list, "reproduce": cmd_reproduce, "replay": cmd_replay}[args.cmd](args)
     except BookError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

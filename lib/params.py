@@ -19,6 +19,8 @@ from .registry import BookError, chapter as get_chapter, check_profile
 
 def notebook_defaults(path: Path) -> dict:
     """{name: default} from the cell tagged `parameters` (literal assignments only)."""
+    if not Path(path).exists():
+        raise BookError(f"notebook {path} is listed in chapters.yml but does not exist")
     nb = json.loads(Path(path).read_text())
     for cell in nb["cells"]:
         if cell["cell_type"] == "code" and "parameters" in cell.get("metadata", {}).get("tags", []):
@@ -91,3 +93,17 @@ def parse_overrides(text: str) -> dict:
         k, v = item.split("=", 1)
         out[k] = yaml.safe_load(v)
     return out
+
+
+def resolve_all(chapter: str, profile: str, overrides: dict | None = None) -> list[tuple[str, dict]]:
+    """[(stem, params)] for every notebook; an override applies to each notebook that has it."""
+    ch = get_chapter(chapter)
+    overrides = overrides or {}
+    defaults = {stem: notebook_defaults(ch.notebook_path(stem)) for stem in ch.notebooks}
+    for key in overrides:
+        if key == "profile" or not any(key in d for d in defaults.values()):
+            valid = sorted({k for d in defaults.values() for k in d} - {"profile"})
+            raise BookError(f"{chapter}: unknown parameter {key!r}; valid: {', '.join(valid)}")
+    return [(stem, resolve(chapter, stem, profile, {k: v for k, v in overrides.items() if k in defaults[stem]}))
+            for stem in ch.notebooks]
+

@@ -1,12 +1,14 @@
-"""`make reproduce`: run a chapter's notebooks with papermill in compute mode, staged.
+"""Run a chapter's notebooks with papermill: `reproduce` (compute, staged) and `replay`.
 
-Results go to a staging folder beside the chapter's results and are swapped in only when every
-notebook succeeded; a failure names the notebook and the cell and leaves the previous results
-whole. Executed notebooks are kept under _build/executed/<chapter>/<profile>/ for inspection.
+reproduce: results go to a staging folder beside the chapter's results and are swapped in only
+when every notebook succeeded; a failure names the notebook and the cell and leaves the previous
+results whole. replay: loads committed results (the book build uses it). Executed notebooks are
+kept under _build/executed/<chapter>/<profile>/ (or the folder given) for inspection.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -16,9 +18,9 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from . import repo_root
-from .params import resolve
+from .params import resolve_all
 from .registry import BookError, chapter as get_chapter, check_profile
-from .results import results_root
+from .results import best_profile, results_root
 
 
 def default_profile() -> str:
@@ -29,15 +31,8 @@ def default_profile() -> str:
         return "ci"
 
 
-def _one_line(err: Exception, nb: Path, cell_index: int | None) -> str:
-    """One line naming the notebook and the failing cell, from a papermill error."""
-    ename = getattr(err, "ename", type(err).__name__)
-    evalue = str(getattr(err, "evalue", err)).strip().splitlines()
-    where = f"cell {cell_index}" if cell_index is not None else "a cell"
-    if getattr(err, "exec_count", None) is not None:
-        where += f" (execution count {err.exec_count})"
-    rel = nb.relative_to(repo_root()) if nb.is_relative_to(repo_root()) else nb
-    return f"{rel} failed in {where}: {ename}: {evalue[-1] if evalue else ''}"
+def _rel(p: Path) -> Path:
+    return p.relative_to(repo_root()) if p.is_relative_to(repo_root()) else p
 
 
 def _failing_cell_index(executed: Path) -> int | None:
@@ -53,6 +48,47 @@ def _failing_cell_index(executed: Path) -> int | None:
     return None
 
 
+def _one_line(err: Exception, nb: Path, executed: Path) -> str:
+    """One line naming the notebook and the failing cell, from a papermill error."""
+    ename = getattr(err, "ename", type(err).__name__)
+    evalue = str(getattr(err, "evalue", err)).strip().splitlines()
+    idx = _failing_cell_index(executed)
+    where = f"cell {idx}" if idx is not None else "a cell"
+    if getattr(err, "exec_count", None) is not None:
+        where += f" (execution count {err.exec_count})"
+    return f"{_rel(nb)} failed in {where}: {ename}: {evalue[-1] if evalue else ''} [executed copy: {_rel(executed)}]"
+
+
+@contextlib.contextmanager
+def _environ(**values: str):
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+
+
+def execute(chapter: str, plan: list[tuple[str, dict]], out_dir: Path, timeout_s: int, label: str) -> None:
+    """Run each (stem, params) of `plan` in order; raise BookError naming the first failing cell."""
+    import papermill as pm
+
+    ch = get_chapter(chapter)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    bar = tqdm(plan, desc=f"{chapter} [{label}]", unit="notebook", file=sys.stderr)
+    for stem, params in bar:
+        bar.set_postfix_str(stem)
+        src, out = ch.notebook_path(stem), out_dir / f"{stem}.ipynb"
+        t0 = time.perf_counter()
+        try:
+            pm.execute_notebook(str(src), str(out), parameters=params, kernel_name="python3",
+                                progress_bar=False, cwd=str(ch.folder), execution_timeout=timeout_s)
+        except Exception as err:  # papermill wraps the cell's exception
+            raise BookError(_one_line(err, src, out)) from None
+        tqdm.write(f"  {stem}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+
+
 def _swap_in(stage: Path, target: Path) -> None:
     """Replace target with stage; the old folder is removed only after the new one is in place."""
     old = target.with_name(f".old-{target.name}-{os.getpid()}")
@@ -64,48 +100,40 @@ def _swap_in(stage: Path, target: Path) -> None:
 
 def reproduce(chapter: str, profile: str | None = None, overrides: dict | None = None,
               timeout_s: int = 3600) -> Path:
-    import papermill as pm
-
     ch = get_chapter(chapter)
     profile = check_profile(profile or default_profile())
     if not ch.notebooks:
         raise BookError(f"chapter {chapter!r} has no notebooks yet")
-    # Check every notebook's parameters before running any of them.
-    plan = [(stem, resolve(chapter, stem, profile, overrides)) for stem in ch.notebooks]
-    root = results_root()
-    target = root / chapter / profile
-    stage_root = root / chapter / f".stage-{profile}-{os.getpid()}"
-    executed = repo_root() / "_build" / "executed" / chapter / profile
-    executed.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(stage_root, ignore_errors=True)
-    env = {"MSRBOOK_MODE": "compute", "MSRBOOK_RESULTS": str(stage_root / "root")}
-    saved = {k: os.environ.get(k) for k in [*env, "OMP_NUM_THREADS"]}
-    os.environ.update(env)
-    if profile == "ci" and "OMP_NUM_THREADS" not in os.environ:
-        os.environ["OMP_NUM_THREADS"] = "1"  # tiny torch work runs ~2x faster so on 2 cores
+    plan = resolve_all(chapter, profile, overrides)  # every notebook's parameters, checked first
+    target = results_root() / chapter / profile
+    stage = results_root() / chapter / f".stage-{profile}-{os.getpid()}"
+    shutil.rmtree(stage, ignore_errors=True)
+    env = {"MSRBOOK_MODE": "compute", "MSRBOOK_RESULTS": str(stage)}
+    if profile == "ci":
+        env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", "1")  # ~2x faster on 2 cores
     try:
-        bar = tqdm(plan, desc=f"{chapter} [{profile}]", unit="notebook", file=sys.stderr)
-        for stem, params in bar:
-            bar.set_postfix_str(stem)
-            src, out = ch.notebook_path(stem), executed / f"{stem}.ipynb"
-            t0 = time.perf_counter()
-            try:
-                pm.execute_notebook(str(src), str(out), parameters=params, kernel_name="python3",
-                                    progress_bar=False, cwd=str(ch.folder), execution_timeout=timeout_s)
-            except Exception as err:  # papermill wraps the cell's exception
-                msg = _one_line(err, src, _failing_cell_index(out))
-                raise BookError(msg + f" [executed copy: {out.relative_to(repo_root())}]") from None
-            tqdm.write(f"  {stem}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-        produced = stage_root / "root" / chapter / profile
+        with _environ(**env):
+            execute(chapter, plan, repo_root() / "_build" / "executed" / chapter / profile, timeout_s, profile)
+        produced = stage / chapter / profile
         if not produced.exists():
             raise BookError(f"{chapter}: the notebooks ran but recorded no results")
-        target.parent.mkdir(parents=True, exist_ok=True)
         _swap_in(produced, target)
         return target
     finally:
-        shutil.rmtree(stage_root, ignore_errors=True)
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def replay(chapter: str, profile: str | None = None, out_dir: Path | None = None,
+           timeout_s: int = 1800) -> Path:
+    """Execute a chapter's notebooks against saved results (best profile unless given)."""
+    ch = get_chapter(chapter)
+    if not ch.notebooks:
+        raise BookError(f"chapter {chapter!r} has no notebooks yet")
+    profile = check_profile(profile) if profile else best_profile(chapter)
+    if profile is None or not (results_root() / chapter / profile / "provenance.json").exists():
+        raise BookError(f"no results for {chapter}{f' ({profile})' if profile else ''} under {_rel(results_root())}; "
+                        f"run `make reproduce CHAPTER={chapter}` first")
+    out_dir = out_dir or repo_root() / "_build" / "replayed" / chapter
+    with _environ(MSRBOOK_MODE="replay", MSRBOOK_RESULTS=str(results_root()), MSRBOOK_REPLAY_PROFILE=profile):
+        execute(chapter, resolve_all(chapter, profile), out_dir, timeout_s, f"replay {profile}")
+    return out_dir
