@@ -1,0 +1,48 @@
+"""Bad input gives one clear line and a non-zero exit, through the same command `make` runs."""
+
+import subprocess
+import sys
+
+import pytest
+
+
+def cli(*args, env_root=None, tmp_path=None):
+    import os
+    env = dict(os.environ)
+    if env_root is not None:
+        env["MSRBOOK_RESULTS"] = str(env_root)
+    return subprocess.run([sys.executable, "-m", "msrbook.cli", *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["reproduce", "no-such-chapter"], "unknown chapter 'no-such-chapter'; valid chapters: decode-roofline,"),
+    (["reproduce", "decode-roofline", "--profile", "fast"], "unknown profile 'fast'; valid profiles: ci, gpu, paper"),
+    (["reproduce", "decode-roofline", "--profile", "ci", "--set", "head_dim=wide"], "parameter 'head_dim' must be int, got str"),
+    (["reproduce", "decode-roofline", "--profile", "ci", "--set", "heads=3"], "unknown parameter 'heads'; valid:"),
+    (["reproduce", "decode-roofline", "--profile", "ci", "--set", "lengths"], "cannot read override 'lengths'"),
+])
+def test_bad_input_one_line(args, message):
+    out = cli(*args)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], out.stderr
+
+
+def test_replay_without_results(tmp_path):
+    out = cli("replay", "decode-roofline", env_root=tmp_path)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        f"error: no results for decode-roofline under {tmp_path}; run `make reproduce CHAPTER=decode-roofline` first"]
+
+
+def test_make_reproduce_unknown_chapter_exits_nonzero():
+    out = subprocess.run(["make", "-s", "reproduce", "CHAPTER=nope"], capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and "valid chapters:" in out.stderr
+
+
+def test_list_names_every_chapter():
+    out = cli("list")
+    assert out.returncode == 0
+    from msrbook.registry import chapters
+    for ch in chapters():
+        assert ch.name in out.stdout
