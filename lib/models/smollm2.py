@@ -35,7 +35,7 @@ def _cached_dir() -> Path:
     return cache_dir() / "models" / f"{NAME}-transformers{transformers.__version__}"
 
 
-def _build_cache() -> Path:
+def dequantized_dir() -> Path:
     """Dequantize the GGUF once with transformers and save model + tokenizer (atomically)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
@@ -60,14 +60,14 @@ def _build_cache() -> Path:
 def load_tokenizer():
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(_build_cache())
+    return AutoTokenizer.from_pretrained(dequantized_dir())
 
 
 def load_hf(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
     """transformers' LlamaForCausalLM with SmolLM2's dequantized weights, in eval mode."""
     from transformers import LlamaForCausalLM
 
-    model = LlamaForCausalLM.from_pretrained(_build_cache(), dtype=dtype, attn_implementation="sdpa")
+    model = LlamaForCausalLM.from_pretrained(dequantized_dir(), dtype=dtype, attn_implementation="sdpa")
     return model.to(device).eval()
 
 
