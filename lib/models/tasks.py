@@ -147,6 +147,6 @@ def score(sample: Sample, output: str) -> float:
     return float(m is not None and m.group(0) == sample.answer)
 
 
-def max_new_tokens(sample: Sample) -> int:
-    """A generation budget that fits the answer in any tokenizer up to byte level."""
-    return len(sample.answer.encode()) + 8
+def max_new_tokens(sample: Sample, count: Callable[[str], int] = lambda s: len(s.encode())) -> int:
+    """A generation budget: the answer's length in `count` units (bytes by default), plus 8."""
+    return count(" " + sample.answer) + 8

@@ -103,7 +103,7 @@ def train(p: Preset, seed: int = 0, device: str | None = None, *, progress: bool
     gen, history = torch.Generator().manual_seed(seed + 1), []
     loss_sum, n_since = torch.zeros((), device=device), 0  # summed on the device: no sync per step
     t0 = time.perf_counter()
-    bar = tqdm(range(tc.steps), desc=f"train {p.name}", disable=not progress)
+    bar = tqdm(range(tc.steps), desc=f"train {p.name}", disable=not progress, mininterval=5.0)
     for step in bar:
         for g in opt.param_groups:
             g["lr"] = lr_at(step, tc)
