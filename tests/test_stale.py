@@ -1,0 +1,68 @@
+"""The stale rule (DESIGN §7): results are stale when a later commit touched what they depend on."""
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from msrbook.stale import combine, stale
+
+
+def git(repo: Path, *args: str) -> str:
+    out = subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args], cwd=repo,
+                         capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def commit(repo: Path, path: str, text: str) -> str:
+    (repo / path).parent.mkdir(parents=True, exist_ok=True)
+    (repo / path).write_text(text)
+    git(repo, "add", path)
+    git(repo, "commit", "-q", "-m", f"touch {path}")
+    return git(repo, "rev-parse", "HEAD")
+
+
+@pytest.fixture
+def repo(tmp_path):
+    git(tmp_path, "init", "-q", "-b", "main")
+    return tmp_path
+
+
+PATHS = ("notebooks/ch", "lib/kernel.py")
+
+
+def test_change_to_a_listed_path_after_the_commit_is_stale(repo):
+    measured = commit(repo, "README", "a")
+    commit(repo, "notebooks/ch/01.ipynb", "{}")
+    assert stale(measured, PATHS, repo) == "yes"
+
+
+def test_changes_elsewhere_or_before_are_not_stale(repo):
+    commit(repo, "lib/kernel.py", "v1")
+    measured = commit(repo, "README", "a")
+    commit(repo, "lib/other.py", "unrelated")
+    commit(repo, "data/results/ch/ci/claims.json", "[]")  # committing the results themselves
+    assert stale(measured, PATHS, repo) == "no"
+    assert stale(git(repo, "rev-parse", "HEAD"), PATHS, repo) == "no"
+
+
+def test_unknown_commit(repo):
+    commit(repo, "README", "a")
+    assert stale(None, PATHS, repo) == "unknown"
+    assert stale("0123456789abcdef0123456789abcdef01234567", PATHS, repo) == "unknown"
+    assert stale("not-a-commit", PATHS, repo) == "unknown"
+
+
+def test_commit_off_this_history_is_unknown(repo):
+    commit(repo, "README", "a")
+    git(repo, "checkout", "-q", "-b", "side")
+    side = commit(repo, "lib/kernel.py", "side")
+    git(repo, "checkout", "-q", "main")
+    assert stale(side, PATHS, repo) == "unknown"
+
+
+def test_combine():
+    assert combine(["no", "yes", "unknown"]) == "yes"
+    assert combine(["no", "unknown"]) == "unknown"
+    assert combine(["no", "no"]) == "no"
+    assert combine([]) == "unknown"
