@@ -77,7 +77,7 @@ PRESETS: dict[str, Preset] = {
     "gpu": Preset(
         "gpu",
         ModelConfig(n_layer=6, d_model=384, n_q=6, n_k=2, n_v=2, d_qk=64, d_v=64, d_ff=1024, max_seq_len=2048),
-        TrainConfig(steps=2000, batch_size=16, seq_len=1024, lr=1.5e-3, warmup=100, eval_every=100,
+        TrainConfig(steps=1500, batch_size=16, seq_len=1024, lr=1.5e-3, warmup=100, eval_every=125,
                     eval_batches=8),
         note="6 layers, ~10M parameters, GQA 6/2: trains in minutes on one H100-class GPU",
     ),

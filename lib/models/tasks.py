@@ -13,9 +13,9 @@ where the model's continuation should begin, so a plain language model can answe
   the list": the whole answer depends on far-back context.
 
 Length is counted by `count` (default: UTF-8 bytes, the byte models' tokens; pass a tokenizer's
-length for SmolLM2). Filler is added sentence by sentence until the prompt reaches `length`: to
-the byte for bytes; for a subword tokenizer, whose counts are summed sentence by sentence, to
-within a few tokens per hundred. A prompt is never shorter than its fixed text.
+length for SmolLM2). Filler is added sentence by sentence, each counted with its leading space,
+until the prompt reaches `length`: to the byte for bytes, to within ~1% for SmolLM2's tokenizer
+(tests/models/test_tasks.py checks both). A prompt is never shorter than its fixed text.
 
 `score(sample, output)` is exact: 1.0 when the first number in the output equals the answer
 (passkey, needle, vartrack), and for recall the fraction of list positions reproduced exactly.
@@ -55,7 +55,7 @@ def _fill(rng: random.Random, parts: list[str], length: int, count: Callable[[st
     while total < length:
         s = rng.choice(FILLER) if varied else FILLER[i % len(FILLER)]
         slots[rng.randrange(len(slots))].append(s)
-        total += count(s) + 1
+        total += count(" " + s)  # with its leading space, as it will stand in the prompt
         i += 1
     out = [parts[0]]
     for slot, part in zip(slots, parts[1:]):
@@ -68,12 +68,15 @@ def make_passkey(rng: random.Random, length: int, count) -> tuple[str, str, dict
     head = ("There is an important info hidden inside a lot of irrelevant text. Find it and memorize it. "
             "I will quiz you about the important information there.")
     needle = f"The pass key is {key}. Remember it. {key} is the pass key."
+    tail = "What is the pass key? The pass key is"
+    body_len = length - count(head) - count(" " + needle) - count(" " + tail)
+    filler = _fill(rng, [head, tail], body_len + count(head) + count(" " + tail), count, varied=False)
+    sentences = filler.removeprefix(head).removesuffix(tail).split()  # words of the filler
     depth = rng.random()
-    body_len = max(0, length - count(head) - count(needle) - 40)
-    filler = _fill(rng, ["", ""], body_len, count, varied=False).strip()
-    cut = filler.rfind(". ", 0, int(depth * len(filler))) + 1 if filler else 0
-    prompt = f"{head} {filler[:cut]} {needle} {filler[cut:]} What is the pass key? The pass key is"
-    return re.sub(r" +", " ", prompt), key, {"depth": round(depth, 3)}
+    cut = next((i for i in range(int(depth * len(sentences)), len(sentences)) if sentences[i - 1].endswith(".")),
+               len(sentences)) if sentences else 0  # the first sentence end at or after the depth
+    body = " ".join(sentences[:cut] + needle.split() + sentences[cut:])
+    return f"{head} {body} {tail}", key, {"depth": round(depth, 3)}
 
 
 def make_needle(rng: random.Random, length: int, count) -> tuple[str, str, dict]:

@@ -73,3 +73,16 @@ def test_transformers_calls_the_registered_function_per_layer(hf, ids):
     hf.set_attn_implementation("sdpa")
     assert key == "msrbook_test-smollm2-spy"
     assert layers == [(i, 9, 3, 3) for i in range(30)]  # GQA heads arrive unexpanded
+
+
+def test_task_lengths_hold_in_smollm2_tokens():
+    from msrbook.models import tasks
+
+    tok = smollm2.load_tokenizer()
+
+    def count(text):
+        return len(tok(text, add_special_tokens=False).input_ids)
+
+    for task in tasks.TASKS:
+        for s in tasks.make(task, 2, 2048, seed=0, count=count):
+            assert 2048 <= count(s.prompt) <= 2048 + 25, (task, count(s.prompt))  # within ~1%

@@ -56,3 +56,11 @@ def test_suites_by_name():
     samples = tasks.suite("retrieval", 2, [200, 400], seed=0)
     assert [(s.task, s.length) for s in samples] == [("passkey", 200)] * 2 + [("passkey", 400)] * 2 + \
         [("needle", 200)] * 2 + [("needle", 400)] * 2
+
+
+def test_passkey_sits_at_its_depth():
+    for s in tasks.make("passkey", 10, 4000, seed=7):
+        body_start = s.prompt.index("information there.") + len("information there.")
+        body_end = s.prompt.index("What is the pass key?")
+        at = (s.prompt.index(f"The pass key is {s.answer}") - body_start) / (body_end - body_start)
+        assert abs(at - s.meta["depth"]) < 0.03, (at, s.meta)  # one filler sentence is ~0.5% of 4000 bytes
