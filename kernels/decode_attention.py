@@ -212,13 +212,13 @@ def decode_attention_blocked_ref(q, k, v, num_splits, block_n, sm_scale=None):
     qk_scale = (1.0 / math.sqrt(D) if sm_scale is None else sm_scale) * math.log2(math.e)
     split_len = -(-(-(-S // num_splits)) // block_n) * block_n
     q = q.float().reshape(B, Hkv, G, D)  # [B, Hkv, G, D]
-    partial_out = torch.zeros(B, Hkv, G, num_splits, D)  # [B, Hkv, G, splits, D]
-    lse = torch.full((B, Hkv, G, num_splits), float("-inf"))  # [B, Hkv, G, splits]
+    partial_out = torch.zeros(B, Hkv, G, num_splits, D, device=q.device)  # [B, Hkv, G, splits, D]
+    lse = torch.full((B, Hkv, G, num_splits), float("-inf"), device=q.device)  # [B, Hkv, G, splits]
     for split in range(num_splits):
         start, end = split * split_len, min(split * split_len + split_len, S)
-        m_i = torch.full((B, Hkv, G), float("-inf"))  # [B, Hkv, G]
-        l_i = torch.zeros(B, Hkv, G)  # [B, Hkv, G]
-        acc = torch.zeros(B, Hkv, G, D)  # [B, Hkv, G, D]
+        m_i = torch.full((B, Hkv, G), float("-inf"), device=q.device)  # [B, Hkv, G]
+        l_i = torch.zeros(B, Hkv, G, device=q.device)  # [B, Hkv, G]
+        acc = torch.zeros(B, Hkv, G, D, device=q.device)  # [B, Hkv, G, D]
         for n0 in range(start, end, block_n):
             k_tile = k[:, :, n0:min(n0 + block_n, end)].float()  # [B, Hkv, <=BLOCK_N, D]
             v_tile = v[:, :, n0:min(n0 + block_n, end)].float()  # [B, Hkv, <=BLOCK_N, D]
