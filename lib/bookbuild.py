@@ -31,7 +31,7 @@ from pathlib import Path
 import yaml
 
 from . import bookpages, repo_root
-from .registry import BookError, Chapter, chapters
+from .registry import BookError, Chapter, chapters, exit_code
 from .results import best_profile
 
 MATHJAX = Path("node_modules/mathjax/es5")  # `npm install` (make setup) puts it here
@@ -191,16 +191,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="results root to replay (default data/results; another one only to preview)")
     ap.add_argument("-v", "--verbose", action="store_true", help="show Sphinx's full output")
     args = ap.parse_args(argv)
-    try:
-        if args.toc_only:
-            toc_path().write_text(bookpages.toc_text())
-            print(f"wrote {toc_path().relative_to(repo_root())}")
-        else:
-            build(max(1, args.jobs), args.verbose, args.results)
-    except BookError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    if args.toc_only:
+        return exit_code(write_toc)
+    return exit_code(build, max(1, args.jobs), args.verbose, args.results)
+
+
+def write_toc() -> None:
+    toc_path().write_text(bookpages.toc_text())
+    print(f"wrote {toc_path().relative_to(repo_root())}")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import yaml
 
 from . import repo_root
 from .params import parse_overrides
-from .registry import PROFILES, BookError, chapter as get_chapter, chapters
+from .registry import PROFILES, chapter as get_chapter, chapters, exit_code
 
 
 def _committed(path: str) -> bool:
@@ -58,12 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("chapter")
     rp.add_argument("--profile", default="")
     args = ap.parse_args(argv)
-    try:
-        {"list": cmd_list, "reproduce": cmd_reproduce, "replay": cmd_replay}[args.cmd](args)
-    except BookError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_code({"list": cmd_list, "reproduce": cmd_reproduce, "replay": cmd_replay}[args.cmd], args)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,17 @@ class BookError(Exception):
     """A user-facing error: its message is one line that says what to do."""
 
 
+def exit_code(action, *args) -> int:
+    """Run a command-line action: 0 on success; a BookError prints its one line and gives 2."""
+    import sys
+    try:
+        action(*args)
+    except BookError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
 @dataclass(frozen=True)
 class Chapter:
     name: str  # folder name everywhere: notebooks/<name>/, data/results/<name>/

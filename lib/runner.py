@@ -67,7 +67,10 @@ def _environ(**values: str):
         yield
     finally:
         for k, v in saved.items():
-            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def execute(chapter: str, plan: list[tuple[str, dict]], out_dir: Path, timeout_s: int, label: str) -> None:
