@@ -1,0 +1,1 @@
+"""Competitive-programming problem templates, input generation and mutual verification (rStar-Coder chapter)."""
