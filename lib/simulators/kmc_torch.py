@@ -1,0 +1,330 @@
+"""Vacancy kinetic Monte Carlo of Fe-Cu in tensors: many replicas, many vacancies, one exact BKL event
+per replica per step, on CPU (tests) or CUDA (speed).
+
+State of R independent replicas of one periodic BCC box of N = 2 cells^3 sites (bcc.py numbering):
+
+    species   (R, N) int8     0 vacancy, 1 Fe, 2 Cu (1 byte per site: the only per-site state)
+    vac_pos   (R, V) int64    site of each vacancy
+    rates     (R, V, 8)       Gamma of each vacancy's 8 first-neighbour jumps (bcc.NN1 order), 1/s
+    time      (R,)  float64   physical time, s;  energy (R,) float64, eV, tracked by adding dE
+
+A step is the residence-time (BKL) algorithm run in every replica at once:
+
+    P(v, a) = Gamma_va / sum Gamma,        dt = -ln(u) / sum Gamma
+
+then the chosen vacancy swaps with its neighbour, and only the rates that can have changed are
+recomputed: the moved vacancy's, and those of vacancies at an offset in bcc.influence_offsets()
+(periodic minimum image) from either changed site. At most `max_local`
+such other vacancies per replica are recomputed per step (fixed shapes, no host sync); a step that
+would need more sets an overflow flag, and `check()` (called by `run`) raises. With
+V - 1 <= max_local (or cells <= 3) every vacancy is recomputed every step.
+
+Neighbour sites are computed from coordinates, not read from an (N, 14) table, so memory stays at
+one byte per site plus (R, V)-sized state. On CUDA, `run`/`advance` replay a CUDA graph of
+`graph_steps` steps; random numbers come from the simulator's own generator, drawn outside the graph.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import torch
+
+from . import bcc
+from .energy import DEFAULT, CU, VAC, FeCuParams, energy_from_scratch, jump_dE, jump_rates
+from .observables import cluster_stats_torch
+
+
+def random_species(cells: int, replicas: int, cu_frac: float, vacancies: int, generator: torch.Generator,
+                   device="cpu") -> torch.Tensor:
+    """(R, N) int8 random solid solutions: exactly round(cu_frac * N) Cu and `vacancies` vacancies per
+    replica, the rest Fe, placed uniformly at random. Replicas are drawn in chunks to bound memory."""
+    N = bcc.n_sites(cells)
+    n_cu = int(round(cu_frac * N))
+    if n_cu + vacancies > N:
+        raise ValueError(f"{n_cu} Cu + {vacancies} vacancies do not fit in {N} sites")
+    out = torch.full((replicas, N), 1, dtype=torch.int8, device=device)
+    chunk = max(1, (1 << 24) // N)
+    for r0 in range(0, replicas, chunk):
+        r1 = min(replicas, r0 + chunk)
+        key = torch.rand(r1 - r0, N, generator=generator, device=device)
+        pick = key.topk(n_cu + vacancies, dim=1).indices  # (c, n_cu + V) distinct random sites
+        rows = out[r0:r1]
+        rows.scatter_(1, pick[:, :vacancies], VAC)
+        rows.scatter_(1, pick[:, vacancies:], CU)
+    return out
+
+
+class TorchKMC:
+    """R replicas of a cells^3 BCC Fe-Cu box with V vacancies each; see the module docstring.
+
+    cells: box edge in BCC cells (N = 2 cells^3 sites); replicas: R; cu_frac: Cu atom fraction
+    (exactly round(cu_frac N) Cu per replica); vacancies: V per replica; temperature: K; seed: of the
+    simulator's own torch.Generator (initial configurations and all jumps); device, dtype: of rates
+    (time and energy are always float64). species0: optional (R, N) initial configurations instead of
+    random ones (any integer dtype; each row must hold exactly V vacancies)."""
+
+    def __init__(self, cells: int, replicas: int, cu_frac: float = 0.0134, vacancies: int = 1,
+                 temperature: float = 573.0, seed: int = 0, device="cpu", dtype=torch.float64,
+                 params: FeCuParams = DEFAULT, species0: torch.Tensor | None = None, max_local: int = 16,
+                 graph_steps: int = 32):
+        self.cells = bcc.check_cells(cells)
+        self.N, self.R, self.V = bcc.n_sites(cells), int(replicas), int(vacancies)
+        self.temperature, self.params, self.dtype = float(temperature), params, dtype
+        self.device = torch.device(device)
+        self.gen = torch.Generator(device=self.device)
+        self.gen.manual_seed(seed)
+        if species0 is None:
+            self.species = random_species(self.cells, self.R, cu_frac, self.V, self.gen, self.device)
+        else:
+            self.species = torch.as_tensor(species0).to(self.device, torch.int8).clone()
+            if self.species.shape != (self.R, self.N):
+                raise ValueError(f"species0 has shape {tuple(self.species.shape)}, expected {(self.R, self.N)}")
+        vac = (self.species == VAC).nonzero()  # rows sorted by replica
+        if vac.shape[0] != self.R * self.V:
+            raise ValueError(f"every replica needs exactly {self.V} vacancies")
+        self.vac_pos = vac[:, 1].reshape(self.R, self.V).contiguous()
+        self.n_cu = int((self.species[0] == CU).sum())
+        self.time = torch.zeros(self.R, dtype=torch.float64, device=self.device)
+        self.events = torch.zeros(self.R, dtype=torch.int64, device=self.device)
+        self.max_local = int(max_local)
+        self._overflow = torch.zeros(self.R, dtype=torch.bool, device=self.device)
+        self._W = torch.from_numpy(params.swap_table()).to(self.device, dtype)  # (3, 14, 3)
+        self._shell = torch.from_numpy(bcc.SHELL).to(self.device)  # (14, 3)
+        infl = torch.zeros(9, 9, 9, dtype=torch.bool)  # offsets -4..4; True where a vacancy there is affected
+        d = torch.from_numpy(bcc.influence_offsets()) + 4
+        infl[d[:, 0], d[:, 1], d[:, 2]] = True
+        self._influence = infl.to(self.device)
+        self._rows = torch.arange(self.R, device=self.device)
+        self._rates = torch.zeros(self.R, self.V, 8, dtype=dtype, device=self.device)
+        self._dE = torch.zeros_like(self._rates)
+        self._vtot = torch.zeros(self.R, self.V, dtype=dtype, device=self.device)
+        self._recompute(torch.arange(self.V, device=self.device).expand(self.R, self.V))
+        self.energy = energy_from_scratch(self.species, self.cells, params)
+        self.graph_steps = int(graph_steps)
+        self._graph = None
+
+    # -- neighbours ----------------------------------------------------------------------------
+    def _shell_sites(self, sites: torch.Tensor) -> torch.Tensor:
+        """(...,) site indices -> (..., 14) sites of their 1NN and 2NN shells (bcc.SHELL order)."""
+        X, Y, Z = bcc.coords(sites, self.cells)
+        o = self._shell
+        return bcc.index(X[..., None] + o[:, 0], Y[..., None] + o[:, 1], Z[..., None] + o[:, 2], self.cells)
+
+    def _gather(self, sites: torch.Tensor) -> torch.Tensor:
+        """species at (R, ...) sites, as int64."""
+        R = sites.shape[0]
+        return self.species.gather(1, sites.reshape(R, -1)).reshape(sites.shape).long()
+
+    def neighbour_species(self) -> torch.Tensor:
+        """(R, V, 14) int64: species on each vacancy's 1NN shell (entries 0..7, bcc.NN1 order, the same
+        order as the 8 jumps of `rates`) and 2NN shell (entries 8..13, bcc.NN2 order)."""
+        return self._gather(self._shell_sites(self.vac_pos))
+
+    def target_neighbour_species(self) -> torch.Tensor:
+        """(R, V, 8, 14) int64: for each jump a of each vacancy, the species on the 1NN and 2NN shells
+        of the jump's target site (bcc.SHELL order; entry 7 - a of jump a is the vacancy itself)."""
+        return self._gather(self._shell_sites(self._shell_sites(self.vac_pos)[..., :8]))
+
+    # -- rates ---------------------------------------------------------------------------------
+    def _rates_of(self, sites: torch.Tensor):
+        """Rates and dE (R, M, 8) of vacancies at sites (R, M)."""
+        sh = self._shell_sites(sites)  # (R, M, 14)
+        s_v = self._gather(sh)  # (R, M, 14)
+        s_t = self._gather(self._shell_sites(sh[..., :8]))  # (R, M, 8, 14)
+        dE = jump_dE(s_v, s_t, self._W)
+        return jump_rates(s_v[..., :8], dE, self.temperature, self.params), dE
+
+    def _recompute(self, vidx: torch.Tensor) -> None:
+        """Recompute rates of vacancies vidx (R, M) in place (duplicates allowed: same values)."""
+        g, dE = self._rates_of(self.vac_pos.gather(1, vidx))
+        i8 = vidx[..., None].expand(-1, -1, 8)
+        self._rates.scatter_(1, i8, g)
+        self._dE.scatter_(1, i8, dE)
+        self._vtot.scatter_(1, vidx, g.sum(-1))
+
+    def rates(self) -> torch.Tensor:
+        """(R, V, 8) current jump rates, 1/s (0 for a jump onto another vacancy)."""
+        return self._rates
+
+    def jump_dE(self) -> torch.Tensor:
+        """(R, V, 8) energy change of each candidate jump, eV."""
+        return self._dE
+
+    def total_rate(self) -> torch.Tensor:
+        """(R,) escape rate sum Gamma."""
+        return self._vtot.sum(1)
+
+    # -- one event -----------------------------------------------------------------------------
+    def _choose_classical(self, u: torch.Tensor):
+        """Hierarchical inverse-CDF choice: vacancy by its total rate, then its jump. u: (R,)."""
+        cdf = self._vtot.cumsum(1)  # (R, V)
+        total = cdf[:, -1]
+        r = (u * total)[:, None]
+        v = torch.searchsorted(cdf, r, right=True).clamp_(max=self.V - 1)  # (R, 1)
+        r2 = r - (cdf.gather(1, v) - self._vtot.gather(1, v))
+        g = self._rates.gather(1, v[..., None].expand(-1, -1, 8)).squeeze(1)  # (R, 8)
+        a = torch.searchsorted(g.cumsum(1), r2, right=True).clamp_(max=7)  # (R, 1)
+        # round-off can land on a zero-rate jump at the end; take the last allowed one instead
+        last = 7 - (g.flip(1) > 0).to(torch.int8).argmax(1, keepdim=True)
+        a = torch.where(g.gather(1, a) > 0, a, last)
+        return v.squeeze(1), a.squeeze(1), total
+
+    def _choose_policy(self, u: torch.Tensor, logits: torch.Tensor):
+        """P(v,a) = softmax(logits)_va Gamma_va / sum_b softmax(logits)_b Gamma_b; returns log w too."""
+        g = self._rates.reshape(self.R, -1)  # (R, V*8)
+        total = g.sum(1)
+        logp = torch.log_softmax(logits.reshape(self.R, -1).to(g.dtype), 1) + torch.log(g)
+        logp = logp - torch.logsumexp(logp, 1, keepdim=True)
+        p = logp.exp()
+        idx = torch.searchsorted(p.cumsum(1), u[:, None].to(p.dtype), right=True).clamp_(max=p.shape[1] - 1)
+        last = p.shape[1] - 1 - (p.flip(1) > 0).to(torch.int8).argmax(1, keepdim=True)
+        idx = torch.where(p.gather(1, idx) > 0, idx, last)
+        log_w = torch.log(g.gather(1, idx).squeeze(1) / total) - logp.gather(1, idx).squeeze(1)
+        idx = idx.squeeze(1)
+        return idx // 8, idx % 8, total, log_w
+
+    def _apply(self, v, a, total, u_dt, t_stop=None):
+        """Advance clocks, swap vacancy v with its neighbour a (where active), update rates locally."""
+        dt = -torch.log1p(-u_dt) / total  # u_dt in [0, 1): -ln(1 - u) is Exp(1)
+        rows = self._rows
+        vs = self.vac_pos[rows, v]  # (R,)
+        ts = self._shell_sites(vs)[rows, a]  # (R,)
+        X = self.species[rows, ts]  # int8
+        dE = self._dE[rows, v, a]
+        if t_stop is None:
+            active = torch.ones_like(vs, dtype=torch.bool)
+            self.time += dt
+        else:  # an event past t_stop does not happen; the clock stops at t_stop (Exp is memoryless)
+            active = self.time + dt <= t_stop
+            self.time.copy_(torch.where(active, self.time + dt, torch.maximum(self.time, t_stop)))
+        zero = torch.zeros_like(X)
+        self.species[rows, vs] = torch.where(active, X, zero)
+        self.species[rows, ts] = torch.where(active, zero, X)
+        self.vac_pos[rows, v] = torch.where(active, ts, vs)
+        self.energy += torch.where(active, dE.to(torch.float64), torch.zeros_like(self.energy))
+        self.events += active
+        self._local_update(v, vs, ts)
+        return dt, dE, active
+
+    def _local_update(self, v, vs, ts) -> None:
+        if self.V - 1 <= self.max_local or self.cells <= 3:  # tiny box: images alias, recompute all
+            self._recompute(torch.arange(self.V, device=self.device).expand(self.R, self.V))
+            return
+        m = 2 * self.cells
+        P = torch.stack(bcc.coords(self.vac_pos, self.cells), -1)  # (R, V, 3)
+        near = torch.zeros(self.R, self.V, dtype=torch.bool, device=self.device)
+        for s in (vs, ts):
+            c = torch.stack(bcc.coords(s, self.cells), -1)[:, None, :]  # (R, 1, 3)
+            d = (P - c + self.cells) % m - self.cells  # periodic minimum image, half units
+            d = d.clamp(-4, 4) + 4  # outside +-3 maps to the table's False border
+            near |= self._influence[d[..., 0], d[..., 1], d[..., 2]]
+        near[self._rows, v] = False
+        self._overflow |= near.sum(1) > self.max_local
+        extra = near.to(torch.int8).topk(self.max_local, dim=1).indices  # flagged first; extras harmless
+        self._recompute(torch.cat([v[:, None], extra], 1))
+
+    def step(self, logits: torch.Tensor | None = None) -> dict:
+        """One event in every replica. logits None: P(v,a) = Gamma_va / sum Gamma (BKL). logits (R, V, 8):
+        P(v,a) = softmax(logits)_va Gamma_va / sum_b softmax(logits)_b Gamma_b (policy x rate).
+        The clock always advances by dt = -ln(u) / sum Gamma, the residence time of the true process.
+        Returns tensors (R,): v, a (the jump), dt, dE (eV), log_w = log((Gamma_a / sum Gamma) / P(a))
+        (0 without logits), total (sum Gamma before the event). No host sync."""
+        u = torch.rand(self.R, 2, generator=self.gen, device=self.device, dtype=torch.float64)
+        if logits is None:
+            v, a, total = self._choose_classical(u[:, 0].to(self.dtype))
+            log_w = torch.zeros(self.R, dtype=torch.float64, device=self.device)
+        else:
+            v, a, total, log_w = self._choose_policy(u[:, 0], logits)
+        dt, dE, _ = self._apply(v, a, total.to(torch.float64), u[:, 1])
+        return {"v": v, "a": a, "dt": dt, "dE": dE, "log_w": log_w.to(torch.float64), "total": total}
+
+    # -- many events ---------------------------------------------------------------------------
+    def _steps_until(self, u: torch.Tensor, t_stop: torch.Tensor) -> None:
+        """len(u) classical steps, events past t_stop suppressed. u: (S, R, 2) uniforms."""
+        for k in range(u.shape[0]):
+            v, a, total = self._choose_classical(u[k, :, 0].to(self.dtype))
+            self._apply(v, a, total.to(torch.float64), u[k, :, 1], t_stop)
+
+    def _chunk(self, t_stop: float) -> None:
+        S = self.graph_steps
+        if self.device.type != "cuda":
+            u = torch.rand(S, self.R, 2, generator=self.gen, device=self.device, dtype=torch.float64)
+            self._steps_until(u, torch.full_like(self.time, t_stop))
+            return
+        if self._graph is None:
+            self._u = torch.zeros(S, self.R, 2, dtype=torch.float64, device=self.device)
+            self._t_stop = torch.zeros_like(self.time)
+            saved = self._snapshot()
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):  # warm-up on a side stream, as torch.cuda.graphs asks
+                self._steps_until(self._u[:1], self._t_stop)
+            torch.cuda.current_stream().wait_stream(side)
+            self._restore(saved)
+            self._graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self._graph):
+                self._steps_until(self._u, self._t_stop)
+            self._restore(saved)
+        self._u.uniform_(generator=self.gen)
+        self._t_stop.fill_(t_stop)
+        self._graph.replay()
+
+    def _snapshot(self):
+        return [t.clone() for t in self._state()]
+
+    def _restore(self, saved) -> None:
+        for t, s in zip(self._state(), saved):
+            t.copy_(s)
+
+    def _state(self):
+        return (self.species, self.vac_pos, self.time, self.energy, self.events, self._rates, self._dE,
+                self._vtot, self._overflow)
+
+    def advance(self, until_time: float) -> None:
+        """Run every replica to physical time until_time (s): the state afterwards is each replica's
+        state at that time. Syncs with the host once per `graph_steps` steps."""
+        while True:
+            self._chunk(until_time)
+            if bool((self.time >= until_time).all()):
+                break
+        self.check()
+
+    def check(self) -> None:
+        """Raise if a local update ever missed a vacancy (more than max_local near the changed sites)."""
+        if bool(self._overflow.any()):
+            raise RuntimeError(f"more than max_local={self.max_local} vacancies near one event; "
+                               "raise max_local")
+
+    def observe(self) -> pd.DataFrame:
+        """Per-replica observables now: time, events, energy, Cu clusters (observables.cluster_stats_torch)."""
+        st = cluster_stats_torch(self.species, self.cells)
+        cols = {"replica": self._rows, "time": self.time, "events": self.events, "energy": self.energy, **st}
+        return pd.DataFrame({k: v.detach().cpu().numpy() for k, v in cols.items()})
+
+    def run(self, steps: int | None = None, until_time: float | None = None, record_every=None) -> pd.DataFrame:
+        """Observables of every replica vs time, one row per (record, replica).
+
+        until_time given: record_every is a physical time interval (s; default until_time / 10); rows at
+        t = record_every, 2 record_every, ..., until_time, each the exact state of every replica at t.
+        steps given: record_every is a number of steps (default steps // 10); rows after every
+        record_every events of each replica (replicas then sit at different physical times).
+        The first rows (record 0) are the state before the run."""
+        frames = [self.observe().assign(record=0)]
+        if (steps is None) == (until_time is None):
+            raise ValueError("give exactly one of steps and until_time")
+        if until_time is not None:
+            dt_rec = float(record_every or until_time / 10)
+            n = max(1, math.ceil(until_time / dt_rec - 1e-9))
+            for k in range(1, n + 1):
+                self.advance(min(until_time, k * dt_rec))
+                frames.append(self.observe().assign(record=k))
+        else:
+            every = int(record_every or max(1, steps // 10))
+            for k in range(1, steps // every + 1):
+                for _ in range(every):
+                    self.step()
+                self.check()
+                frames.append(self.observe().assign(record=k))
+        return pd.concat(frames, ignore_index=True)
