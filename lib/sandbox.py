@@ -1,0 +1,560 @@
+"""Run untrusted Python programs under the operating system's isolation (rStar-Coder's sandbox).
+
+rStar-Coder (arXiv:2505.21297) labels test outputs by running 16 sampled solutions on >= 50
+generated inputs per problem: millions of runs of code nobody has read. This module runs each one
+in its own process with hard limits, and returns a structured verdict instead of an exception.
+
+    sb = Sandbox(Limits(wall_s=2.0, cpu_s=1.0, memory_mb=256))
+    r = sb.run("print(int(input()) * 2)", "21\n")      # Result(verdict=OK, stdout="42\n", ...)
+    rs = sb.run_inputs(code, inputs)                    # one program, many inputs: the hot path
+    judge(r, "42") -> Verdict.OK | WRONG | the run's own failure verdict
+
+How (Linux, as root; the mechanisms are listed in MECHANISMS):
+
+* The harness starts `workers` worker processes. Each enters new mount, network, PID, IPC and UTS
+  namespaces (libc `unshare` through ctypes) and forks the PID namespace's init. The init hides
+  $HOME, /root, /home, /tmp, /var/tmp, /run and /dev/shm under empty tmpfs mounts (re-exposing only
+  the Python installation's own folders), remounts every other mount read-only and nosuid, and
+  pre-imports common modules. It stays root and never runs untrusted code.
+* Per run, the init mounts a fresh tmpfs on /tmp with a private work folder, then forks a child that
+  sets rlimits (CPU, address space, process count, file size, open files, no core), redirects
+  stdin/stdout/stderr to files only root can open by name, drops to a uid of its own (no groups,
+  no_new_privs, not dumpable) and exec()s the compiled program. No interpreter start-up per run.
+* The init waits on a pidfd with the wall-clock limit, SIGKILLs every process left in the namespace
+  (kill(-1) from the init reaches all of them and nothing outside), reaps them, and unmounts /tmp.
+  If a worker dies or stops answering, the harness kills its process group (the init has
+  PR_SET_PDEATHSIG, so the whole namespace dies with it) and starts a new one.
+
+Not root: SandboxUnavailable. A second uid, an uid-scoped RLIMIT_NPROC and hiding the harness's
+files need root (or newuidmap helpers this module does not use); `check()` says what is missing.
+The file is longer than the house's ~300 lines because the worker must be importable by a bare
+`python -I` from this one module (the registry lists it as the chapter's code path).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import enum
+import json
+import os
+import queue
+import random
+import select
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+
+
+class Verdict(str, enum.Enum):
+    OK = "ok"
+    WRONG = "wrong"                  # only from judge(): ran fine, output differs
+    TIME_LIMIT = "time_limit"        # wall clock or CPU time exceeded
+    MEMORY_LIMIT = "memory_limit"    # address-space limit hit (MemoryError)
+    RUNTIME_ERROR = "runtime_error"  # non-zero exit, uncaught exception, syntax error
+    OUTPUT_LIMIT = "output_limit"    # stdout/stderr or a written file beyond its limit
+    KILLED = "killed"                # died from a signal no limit explains (SIGSEGV, self-kill), or worker lost
+
+
+@dataclass(frozen=True)
+class Limits:
+    wall_s: float = 2.0                 # wall-clock seconds per run
+    cpu_s: float = 1.0                  # CPU seconds of the main process (RLIMIT_CPU rounds up; measured value decides)
+    memory_mb: int = 256                # address space per process (RLIMIT_AS), interpreter included
+    max_procs: int = 16                 # processes/threads of the sandbox uid (RLIMIT_NPROC)
+    max_output_bytes: int = 1 << 20     # stdout (and stderr) size
+    max_file_bytes: int = 1 << 20       # any single file the program writes (RLIMIT_FSIZE)
+    max_open_files: int = 64            # RLIMIT_NOFILE
+    stderr_tail_bytes: int = 4096       # how much of stderr the Result keeps (the end)
+
+    @property
+    def tmpfs_bytes(self) -> int:
+        """Size of the per-run /tmp (work folder plus captured stdout/stderr)."""
+        return 2 * self.max_output_bytes + 8 * self.max_file_bytes + (16 << 20)
+
+
+@dataclass
+class Result:
+    verdict: Verdict
+    stdout: str
+    stderr: str            # the last stderr_tail_bytes of stderr
+    exit_code: int | None  # exit status, or -signal when killed by a signal, None if unknown
+    wall_s: float
+    cpu_s: float
+    max_rss_mb: float
+    note: str = ""         # why the verdict, when it is not obvious (signal name, limit hit)
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict is Verdict.OK
+
+
+class SandboxUnavailable(RuntimeError):
+    """The isolation this module needs is missing here; untrusted code is not run."""
+
+
+MECHANISMS = [  # (threat, mechanism): the table notebook 01 prints
+    ("endless computation", "RLIMIT_CPU (SIGXCPU/SIGKILL) and a wall-clock deadline on a pidfd, then SIGKILL"),
+    ("memory exhaustion", "RLIMIT_AS per process; tmpfs sizes bound files in memory"),
+    ("fork bomb", "RLIMIT_NPROC on a uid of the sandbox's own; PID namespace init kills all on exit"),
+    ("huge output or files", "stdout/stderr to files under RLIMIT_FSIZE (SIGXFSZ); sized tmpfs"),
+    ("network access", "new network namespace: no interfaces up, not even loopback to the host"),
+    ("writing outside its folder", "mount namespace: every mount read-only, /tmp and /dev/shm private tmpfs, unprivileged uid"),
+    ("reading secrets", "fresh minimal environment; $HOME, /root, /home, /run, host /tmp hidden; other uid; own /proc"),
+    ("killing the harness", "own PID namespace and session; init is root, other uid; harness re-spawns lost workers"),
+    ("privilege escalation", "setgroups([]), setresuid to an unprivileged uid, no_new_privs, nosuid mounts, not dumpable"),
+]
+
+# --- shared constants (harness and worker) -----------------------------------------------------
+CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
+CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 32, 4096, 16384, 1 << 18
+MNT_DETACH = 2
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS = 1, 4, 38
+UID_BASE, UID_SPAN = 1_600_000_000, 1 << 20   # each worker's child uid: UID_BASE + random below UID_SPAN
+MEMORY_EXIT = 251                             # the child's exit status for an uncaught MemoryError
+SETUP_EXIT = 250                              # the child failed before running the program
+PRELOAD = ("sys", "os", "io", "math", "cmath", "collections", "itertools", "functools", "heapq",
+           "bisect", "re", "string", "random", "decimal", "fractions", "statistics", "operator", "copy",
+           "typing", "dataclasses", "array", "struct", "time", "datetime", "json", "enum", "queue",
+           "threading", "traceback", "textwrap", "ctypes", "socket", "subprocess")
+HIDE = ("/root", "/home", "/tmp", "/var/tmp", "/run", "/dev/shm", "/dev/mqueue")
+SAFE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/tmp/work",
+            "TMPDIR": "/tmp/work", "PYTHONIOENCODING": "utf-8"}
+
+
+def _libc():
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+    libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+    libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    return libc
+
+
+def _ok(ret: int, what: str) -> None:
+    if ret != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"{what}: {os.strerror(e)}")
+
+
+def _send(fd: int, obj) -> None:
+    data = json.dumps(obj).encode()
+    buf = struct.pack("<Q", len(data)) + data
+    while buf:
+        buf = buf[os.write(fd, buf):]
+
+
+def _recv(fd: int, deadline: float | None = None):
+    """One length-prefixed JSON message, or None at EOF; TimeoutError past the deadline."""
+    def exact(n: int) -> bytes | None:
+        out = b""
+        while len(out) < n:
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([fd], [], [], left)[0]:
+                    raise TimeoutError("sandbox worker did not answer in time")
+            chunk = os.read(fd, n - len(out))
+            if not chunk:
+                return None
+            out += chunk
+        return out
+    head = exact(8)
+    if head is None:
+        return None
+    body = exact(struct.unpack("<Q", head)[0])
+    return None if body is None else json.loads(body)
+
+
+# --- the worker: runs inside the namespaces; this part never returns into harness code ----------
+def _mounts() -> list[str]:
+    """Mount points, in mount order, from /proc/self/mountinfo (octal escapes decoded)."""
+    with open("/proc/self/mountinfo") as f:
+        return [line.split()[4].encode().decode("unicode_escape") for line in f]
+
+
+def _keep_paths() -> list[str]:
+    """Folders of the Python installation the child must still read after HIDE is covered."""
+    paths = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)}
+    paths |= {os.path.realpath(p) for p in sys.path if p and os.path.isdir(p)}
+    hidden = [os.path.realpath(h) for h in HIDE if os.path.isdir(h)]
+    under = sorted(p for p in paths if any(p == h or p.startswith(h + "/") for h in hidden))
+    return [p for i, p in enumerate(under) if not any(p.startswith(q + "/") for q in under[:i])]
+
+
+def _setup_mounts(libc) -> None:
+    _ok(libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "make / private")
+    _ok(libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV, None), "mount /proc")
+    keep = _keep_paths()
+    _ok(libc.mount(b"tmpfs", b"/run", b"tmpfs", MS_NOSUID | MS_NODEV, b"mode=0755,size=1m"), "tmpfs /run")
+    stage = "/run/.keep"
+    for i, p in enumerate(keep):
+        os.makedirs(f"{stage}/{i}")
+        _ok(libc.mount(p.encode(), f"{stage}/{i}".encode(), None, MS_BIND | MS_REC, None), f"bind {p}")
+    for h in HIDE:
+        if h != "/run" and os.path.isdir(h) and not os.path.islink(h):
+            _ok(libc.mount(b"tmpfs", h.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, b"mode=0755,size=1m"), f"hide {h}")
+    for i, p in enumerate(keep):
+        os.makedirs(p, exist_ok=True)
+        _ok(libc.mount(f"{stage}/{i}".encode(), p.encode(), None, MS_BIND | MS_REC, None), f"re-expose {p}")
+        _ok(libc.umount2(f"{stage}/{i}".encode(), MNT_DETACH), f"unstage {p}")
+    for mp in _mounts():
+        if mp == "/proc" or mp.startswith("/proc/") or mp == "/dev" or mp == "/dev/pts":
+            continue  # device nodes (/dev/null) must stay writable; /proc is the namespace's own
+        flags = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | (0 if mp.startswith("/dev") else MS_NODEV)
+        libc.mount(None, mp.encode(), None, flags, None)  # best effort: a stacked, hidden mount may refuse
+
+
+def _worker_main() -> None:
+    """Entry of `python -I -c ...` started by the harness (root). Never returns."""
+    cfg = json.loads(sys.argv[1])
+    rfd, wfd = 0, 1
+    libc = _libc()
+    try:
+        _ok(libc.unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
+    except OSError as e:
+        _send(wfd, {"error": str(e)})
+        os._exit(1)
+    pid = os.fork()
+    if pid:  # outer: nothing to do but wait for the namespace's init
+        os.close(rfd), os.close(wfd)
+        _, status = os.waitpid(pid, 0)
+        os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+    try:
+        _ok(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "pdeathsig")
+        # (getppid() is 0 in a new PID namespace, so the usual race check does not apply; the outer
+        # process cannot exit before the init: it only waits for it.)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _setup_mounts(libc)
+        os.chdir("/")
+        os.environ.clear()
+        os.environ.update(SAFE_ENV)
+        for m in cfg.get("preload", PRELOAD):
+            try:
+                __import__(m)
+            except Exception:  # a preload that fails here fails the same way in the program
+                pass
+    except BaseException as e:  # noqa: BLE001 - report any set-up failure, then die
+        _send(wfd, {"error": f"{type(e).__name__}: {e}"})
+        os._exit(1)
+    _send(wfd, {"ready": True, "pid": os.getpid()})
+    while True:
+        req = _recv(rfd)
+        if req is None:
+            os._exit(0)
+        _send(wfd, _serve_one(libc, req, cfg["uid"]))
+
+
+def _serve_one(libc, req: dict, uid: int) -> dict:
+    lim = Limits(**req["limits"])
+    _ok(libc.mount(b"tmpfs", b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV,
+                   f"mode=0755,size={lim.tmpfs_bytes}".encode()), "tmpfs /tmp")
+    try:
+        os.mkdir("/tmp/work", 0o700)
+        os.chown("/tmp/work", uid, uid)
+        os.mkdir("/tmp/.io", 0o700)
+        with open("/tmp/.io/stdin", "w", encoding="utf-8") as f:
+            f.write(req["stdin"])
+        t0 = time.monotonic()
+        pid = os.fork()
+        if pid == 0:
+            _child(req["code"], lim, uid)  # never returns
+        return _supervise(pid, lim, t0)
+    finally:
+        _kill_all()
+        libc.umount2(b"/tmp", MNT_DETACH)
+
+
+def _child(code: str, lim: Limits, uid: int) -> None:
+    status = SETUP_EXIT
+    try:
+        os.setsid()
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write("1000")  # if the machine runs out of memory, sandboxed code dies first
+        fd0 = os.open("/tmp/.io/stdin", os.O_RDONLY)
+        fd1 = os.open("/tmp/.io/stdout", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd2 = os.open("/tmp/.io/stderr", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        for fd, target in ((fd0, 0), (fd1, 1), (fd2, 2)):
+            os.dup2(fd, target)
+        os.closerange(3, 1 << 16)
+        import resource as R
+        cpu = max(1, int(-(-lim.cpu_s // 1)))
+        for res, val in ((R.RLIMIT_CPU, (cpu, cpu + 1)), (R.RLIMIT_AS, (lim.memory_mb << 20,) * 2),
+                         (R.RLIMIT_NPROC, (lim.max_procs,) * 2), (R.RLIMIT_CORE, (0, 0)),
+                         (R.RLIMIT_FSIZE, (max(lim.max_output_bytes, lim.max_file_bytes) + 1,) * 2),
+                         (R.RLIMIT_NOFILE, (lim.max_open_files,) * 2), (R.RLIMIT_MEMLOCK, (0, 0)),
+                         (R.RLIMIT_MSGQUEUE, (0, 0))):
+            R.setrlimit(res, val)
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+        libc = _libc()
+        _ok(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+        _ok(libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "not dumpable")
+        os.chdir("/tmp/work")
+        for s in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, signal.SIG_DFL)
+        sys.stdin = open(0, "r", encoding="utf-8", errors="replace", closefd=False)
+        sys.stdout = out = open(1, "w", encoding="utf-8", closefd=False)
+        sys.stderr = err = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
+        sys.argv = ["solution.py"]
+        status = _exec_program(code, out, err)
+    finally:
+        os._exit(status)
+
+
+def _exec_program(code: str, out, err) -> int:
+    import builtins
+    import traceback
+    status = 0
+    try:
+        exec(compile(code, "solution.py", "exec"), {"__name__": "__main__", "__builtins__": builtins})
+    except SystemExit as e:
+        status = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if not isinstance(e.code, (int, type(None))):
+            print(e.code, file=err)
+    except MemoryError:
+        status = MEMORY_EXIT
+    except BaseException as e:  # noqa: BLE001 - the program's own error, reported like python would
+        traceback.print_exception(type(e), e, e.__traceback__.tb_next, file=err)  # without this frame
+        status = 1
+    for stream in (sys.stdout, out, sys.stderr, err):
+        try:
+            stream.flush()
+        except BaseException:  # noqa: BLE001 - e.g. EFBIG past the file-size limit
+            status = status or 1
+    return status
+
+
+def _supervise(pid: int, lim: Limits, t0: float) -> dict:
+    pidfd = os.pidfd_open(pid)
+    try:
+        timed_out = not select.select([pidfd], [], [], lim.wall_s)[0]
+    finally:
+        os.close(pidfd)
+    if timed_out:
+        os.kill(pid, signal.SIGKILL)  # the rest of its processes die in _kill_all
+    _, status, ru = os.wait4(pid, 0)
+    wall = time.monotonic() - t0
+    out_size = os.path.getsize("/tmp/.io/stdout") if os.path.exists("/tmp/.io/stdout") else 0
+    err_size = os.path.getsize("/tmp/.io/stderr") if os.path.exists("/tmp/.io/stderr") else 0
+    stdout = _read("/tmp/.io/stdout", 0, lim.max_output_bytes)
+    stderr = _read("/tmp/.io/stderr", max(0, err_size - lim.stderr_tail_bytes), lim.stderr_tail_bytes)
+    cpu = ru.ru_utime + ru.ru_stime
+    code = os.waitstatus_to_exitcode(status)
+    verdict, note = _classify(code, timed_out, cpu, out_size, err_size, lim)
+    return {"verdict": verdict, "stdout": stdout, "stderr": stderr, "exit_code": code, "wall_s": wall,
+            "cpu_s": cpu, "max_rss_mb": ru.ru_maxrss / 1024, "note": note}
+
+
+def _classify(code: int, timed_out: bool, cpu: float, out_size: int, err_size: int, lim: Limits):
+    if timed_out:
+        return "time_limit", f"wall clock above {lim.wall_s} s"
+    if code == -signal.SIGXCPU or (code == -signal.SIGKILL and cpu >= lim.cpu_s) or cpu > lim.cpu_s:
+        return "time_limit", f"CPU time {cpu:.2f} s above {lim.cpu_s} s"
+    if code == -signal.SIGXFSZ or out_size > lim.max_output_bytes or err_size > lim.max_output_bytes:
+        return "output_limit", "output or a file beyond its size limit"
+    if code == MEMORY_EXIT:
+        return "memory_limit", f"MemoryError under a {lim.memory_mb} MB address-space limit"
+    if code < 0:
+        return "killed", f"signal {signal.Signals(-code).name}"
+    if code == SETUP_EXIT:
+        return "killed", "the sandbox failed to set the child up"
+    return ("ok", "") if code == 0 else ("runtime_error", f"exit status {code}")
+
+
+def _kill_all() -> None:
+    """SIGKILL every process of this PID namespace but the init, and reap them all."""
+    try:
+        os.kill(-1, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    while True:
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            return
+
+
+def _read(path: str, offset: int, n: int) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read(n).decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+# --- the harness side ----------------------------------------------------------------------------
+class _Worker:
+    """One worker process (and its namespaces), talked to over two pipes."""
+
+    def __init__(self, preload: tuple[str, ...]):
+        self.uid = UID_BASE + random.randrange(UID_SPAN)
+        cfg = json.dumps({"uid": self.uid, "preload": list(preload)})
+        self.proc = subprocess.Popen(
+            [sys.executable, "-I", "-c", "from msrbook.sandbox import _worker_main; _worker_main()", cfg],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=dict(SAFE_ENV),
+            cwd="/", start_new_session=True, close_fds=True)
+        msg = self._recv(time.monotonic() + 60)
+        if not msg or "ready" not in msg:
+            self.kill()
+            raise SandboxUnavailable(f"sandbox worker failed to start: {(msg or {}).get('error', 'no answer')}")
+
+    def _recv(self, deadline):
+        return _recv(self.proc.stdout.fileno(), deadline)
+
+    def run(self, code: str, stdin: str, lim: Limits) -> Result:
+        _send(self.proc.stdin.fileno(), {"code": code, "stdin": stdin, "limits": asdict(lim)})
+        msg = self._recv(time.monotonic() + lim.wall_s + 30)  # margin: kill, reap, unmount
+        if msg is None:
+            raise ConnectionError("sandbox worker exited")
+        msg["verdict"] = Verdict(msg["verdict"])
+        return Result(**msg)
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+        for f in (self.proc.stdin, self.proc.stdout):
+            try:
+                f.close()
+            except OSError:
+                pass
+
+
+class Sandbox:
+    """A pool of sandbox workers; each run is its own isolated process. Thread-safe."""
+
+    def __init__(self, limits: Limits = Limits(), workers: int | None = None, preload: tuple[str, ...] = PRELOAD):
+        missing = _probe()
+        if missing:
+            raise SandboxUnavailable("refusing to run untrusted code: " + "; ".join(missing))
+        self.limits, self.workers, self.preload = limits, workers or os.cpu_count() or 1, tuple(preload)
+        self._idle: queue.Queue = queue.Queue()
+        self._started = 0
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="sandbox")
+
+    def _checkout(self) -> _Worker:
+        with self._lock:
+            if self._idle.empty() and self._started < self.workers:
+                self._started += 1
+                try:
+                    return _Worker(self.preload)
+                except BaseException:
+                    self._started -= 1
+                    raise
+        return self._idle.get()
+
+    def run(self, code: str, stdin: str = "", limits: Limits | None = None) -> Result:
+        lim = limits or self.limits
+        w = self._checkout()
+        try:
+            r = w.run(code, stdin, lim)
+        except (TimeoutError, ConnectionError, OSError, ValueError) as e:
+            w.kill()
+            try:
+                w = _Worker(self.preload)
+            except BaseException:
+                with self._lock:
+                    self._started -= 1
+                raise
+            r = Result(Verdict.KILLED, "", "", None, 0.0, 0.0, 0.0, f"sandbox worker lost ({e}); restarted")
+        self._idle.put(w)
+        return r
+
+    def run_many(self, tasks, limits: Limits | None = None, progress: bool = False) -> list[Result]:
+        """Run (code, stdin) pairs in parallel; results in the tasks' order."""
+        tasks = list(tasks)
+        futs = [self._pool.submit(self.run, c, s, limits) for c, s in tasks]
+        if progress:
+            from tqdm.auto import tqdm
+            from concurrent.futures import as_completed
+            for _ in tqdm(as_completed(futs), total=len(futs), desc="sandbox"):
+                pass
+        return [f.result() for f in futs]
+
+    def run_inputs(self, code: str, inputs, limits: Limits | None = None, progress: bool = False) -> list[Result]:
+        """One program on many inputs, each in its own isolated process."""
+        return self.run_many([(code, s) for s in inputs], limits, progress)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        while not self._idle.empty():
+            self._idle.get().kill()
+        self._started = 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _normalize(text: str) -> list[str]:
+    return [line.rstrip() for line in text.strip().splitlines()]
+
+
+def judge(result: Result, expected: str) -> Verdict:
+    """OK when the run was ok and its stdout equals `expected` up to trailing whitespace per line and
+    blank lines at either end; WRONG when it ran fine but differs; else the run's own verdict."""
+    if result.verdict is not Verdict.OK:
+        return result.verdict
+    return Verdict.OK if _normalize(result.stdout) == _normalize(expected) else Verdict.WRONG
+
+
+# --- availability ---------------------------------------------------------------------------------
+_PROBE = r"""
+import ctypes, json, os
+libc = ctypes.CDLL(None, use_errno=True)
+out = {}
+for name, flag in [("mount_namespace", 0x00020000), ("network_namespace", 0x40000000),
+                   ("pid_namespace", 0x20000000), ("ipc_namespace", 0x08000000), ("uts_namespace", 0x04000000),
+                   ("user_namespace", 0x10000000)]:
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if libc.unshare(flag) == 0 else 1)
+    out[name] = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+out["root"] = os.geteuid() == 0
+out["pidfd"] = hasattr(os, "pidfd_open")
+print(json.dumps(out))
+"""
+REQUIRED = ("root", "mount_namespace", "network_namespace", "pid_namespace", "ipc_namespace", "uts_namespace", "pidfd")
+WHY = {"root": "the harness is not root: a separate uid for the child, RLIMIT_NPROC on it and hiding files need root",
+       "pidfd": "os.pidfd_open is missing (Linux >= 5.3 and Python >= 3.9 needed)"}
+
+
+@lru_cache(maxsize=1)
+def check() -> dict:
+    """Which isolation features work on this machine (each probed in a throw-away process)."""
+    if not sys.platform.startswith("linux"):
+        return {k: False for k in REQUIRED}
+    out = subprocess.run([sys.executable, "-I", "-c", _PROBE], capture_output=True, text=True, timeout=60)
+    return json.loads(out.stdout) if out.returncode == 0 else {k: False for k in REQUIRED}
+
+
+def _probe() -> list[str]:
+    """What is missing, in words; empty when the sandbox can run here."""
+    feats = check()
+    return [WHY.get(k, f"cannot create a {k.replace('_', ' ')} (unshare failed)") for k in REQUIRED if not feats.get(k)]
+
+
+def available() -> bool:
+    return not _probe()
+
+
+def throughput(programs, workers: int | None = None, limits: Limits | None = None, repeat: int = 1) -> float:
+    """Runs per second for a mix of (code, stdin) programs, on an already-started pool."""
+    tasks = list(programs) * repeat
+    with Sandbox(limits or Limits(), workers) as sb:
+        sb.run_many(tasks[: sb.workers * 2])  # start every worker before timing
+        t0 = time.perf_counter()
+        sb.run_many(tasks)
+        return len(tasks) / (time.perf_counter() - t0)
