@@ -110,3 +110,46 @@ def cluster_stats_reference(species: np.ndarray, cells: int) -> dict:
     return {"n_clusters": len(big), "cu_in_clusters": int(big.sum()),
             "mean_size": float(big.mean()) if len(big) else float("nan"),
             "max_size": int(sizes.max()) if len(sizes) else 0}
+
+
+def ensemble(df, cols=KEYS + ("energy", "events"), by: str = "record"):
+    """Mean and standard error over replicas of each column at each record (NaNs, e.g. mean_size of
+    a replica without clusters, are left out of that column's mean)."""
+    import pandas as pd
+
+    g = df.groupby(by)
+    out = {"time": g["time"].mean()}
+    for c in cols:
+        out[c] = g[c].mean()
+        out[c + "_se"] = g[c].std(ddof=1) / np.sqrt(g[c].count())
+        out[c + "_n"] = g[c].count()
+    return pd.DataFrame(out).reset_index()
+
+
+def zscores(a, b, cols, by: str = "record"):
+    """Two-sample z = (mean_a - mean_b) / sqrt(se_a^2 + se_b^2) per record and column, from
+    `ensemble` tables (independent replicas in each). Where both standard errors are 0 (a column that
+    is constant in both, e.g. at record 0 from shared initial states) z is 0 when the means are equal."""
+    import pandas as pd
+
+    m = a.merge(b, on=by, suffixes=("_a", "_b"))
+    rows = []
+    for c in cols:
+        se = np.sqrt(m[c + "_se_a"] ** 2 + m[c + "_se_b"] ** 2)
+        diff = m[c + "_a"] - m[c + "_b"]
+        z = np.where(se > 0, diff / np.where(se > 0, se, 1.0), np.where(diff == 0, 0.0, np.inf))
+        rows.append(pd.DataFrame({by: m[by], "observable": c, "mean_a": m[c + "_a"], "mean_b": m[c + "_b"],
+                                  "se_a": m[c + "_se_a"], "se_b": m[c + "_se_b"], "z": z}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def two_sided_z_critical(alpha: float, n_tests: int = 1) -> float:
+    """|z| above which a two-sided test at family-wise level alpha (Bonferroni over n_tests) rejects."""
+    p = alpha / (2 * n_tests)
+    return float(torch.special.ndtri(torch.tensor(1.0 - p, dtype=torch.float64)))
+
+
+def chi2_sf(x: float, dof: int) -> float:
+    """P(chi^2_dof >= x) = Q(dof/2, x/2), the regularized upper incomplete gamma function."""
+    return float(torch.special.gammaincc(torch.tensor(dof / 2, dtype=torch.float64),
+                                         torch.tensor(x / 2, dtype=torch.float64)))
