@@ -170,6 +170,61 @@ def _recv(fd: int, deadline: float | None = None):
     return None if body is None else json.loads(body)
 
 
+# --- seccomp: the system calls a sandboxed program never needs ------------------------------------
+# Namespaces, mounts, tracing, kernel keyrings, eBPF, perf, module loading and userfaultfd: each is
+# kernel attack surface (an unprivileged user namespace would hand the program a root-like view of
+# new namespaces). Numbers per architecture; any other ABI on the same kernel (i386 via int 0x80,
+# x32) is refused as a whole, so it cannot be used to dodge the list.
+SECCOMP_ARCH = {  # platform.machine(): (AUDIT_ARCH, clone, clone3, {denied system call numbers})
+    "x86_64": (0xC000003E, 56, 435, {272, 308, 165, 166, 155, 101, 250, 248, 249, 321, 298, 323, 246,
+                                     175, 313, 176, 161, 428, 429, 430, 431, 432, 433, 442, 425, 310, 311}),
+    "aarch64": (0xC00000B7, 220, 435, {97, 268, 40, 39, 41, 117, 219, 217, 218, 280, 241, 282, 104, 105,
+                                       273, 106, 51, 428, 429, 430, 431, 432, 433, 442, 425, 270, 271}),
+}
+NS_FLAGS = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET | 0x02000000
+
+
+def _seccomp_program(machine: str) -> list[tuple[int, int, int, int]]:
+    """Classic BPF over seccomp_data {int nr; u32 arch; u64 ip; u64 args[6]}: (code, jt, jf, k)."""
+    arch, clone, clone3, denied = SECCOMP_ARCH[machine]
+    LD, JEQ, JGE, JSET, RET = 0x20, 0x15, 0x35, 0x45, 0x06
+    ALLOW, EPERM, ENOSYS = 0x7FFF0000, 0x00050000 | 1, 0x00050000 | 38
+    body = [(LD, 0, 0, 0)]  # nr
+    for nr in sorted(denied):
+        body.append((JEQ, "deny", 0, nr))
+    body += [(JGE, "deny", 0, 0x40000000),   # x32 ABI numbers
+             (JEQ, "nosys", 0, clone3),      # clone3 passes flags in memory BPF cannot read: glibc falls back to clone
+             (JEQ, 0, "allow", clone),
+             (LD, 0, 0, 16),                 # args[0] low word: clone's flags
+             (JSET, "deny", "allow", NS_FLAGS)]
+    prog = [(LD, 0, 0, 4), (JEQ, 1, 0, arch), (RET, 0, 0, EPERM)] + body
+    labels = {"allow": len(prog), "deny": len(prog) + 1, "nosys": len(prog) + 2}
+    prog += [(RET, 0, 0, ALLOW), (RET, 0, 0, EPERM), (RET, 0, 0, ENOSYS)]
+    out = []
+    for i, (code, jt, jf, k) in enumerate(prog):  # labels become offsets from the next instruction
+        jt = labels[jt] - i - 1 if isinstance(jt, str) else jt
+        jf = labels[jf] - i - 1 if isinstance(jf, str) else jf
+        out.append((code, jt, jf, k))
+    return out
+
+
+def _install_seccomp(libc) -> None:
+    import platform
+    prog = _seccomp_program(platform.machine())
+
+    class Filter(ctypes.Structure):
+        _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint)]
+
+    class Prog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(Filter))]
+
+    arr = (Filter * len(prog))(*[Filter(*ins) for ins in prog])
+    fprog = Prog(len(prog), arr)
+    PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
+    ret = ctypes.CDLL(None, use_errno=True).prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0)
+    _ok(ret, "seccomp filter")
+
+
 # --- the worker: runs inside the namespaces; this part never returns into harness code ----------
 def _mounts() -> list[str]:
     """Mount points, in mount order, from /proc/self/mountinfo (octal escapes decoded)."""
@@ -251,8 +306,8 @@ def _worker_main() -> None:
 
 def _serve_one(libc, req: dict, uid: int) -> dict:
     lim = Limits(**req["limits"])
-    _ok(libc.mount(b"tmpfs", b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV,
-                   f"mode=0755,size={lim.tmpfs_bytes}".encode()), "tmpfs /tmp")
+    size = lim.tmpfs_bytes + 4 * len(req["stdin"])  # stdin lives there too (UTF-8: <= 4 bytes a character)
+    _ok(libc.mount(b"tmpfs", b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, f"mode=0755,size={size}".encode()), "tmpfs /tmp")
     try:
         os.mkdir("/tmp/work", 0o700)
         os.chown("/tmp/work", uid, uid)
@@ -295,6 +350,7 @@ def _child(code: str, lim: Limits, uid: int) -> None:
         libc = _libc()
         _ok(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
         _ok(libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "not dumpable")
+        _install_seccomp(libc)
         os.chdir("/tmp/work")
         for s in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM):
             signal.signal(s, signal.SIG_DFL)
@@ -309,8 +365,10 @@ def _child(code: str, lim: Limits, uid: int) -> None:
 
 def _exec_program(code: str, out, err) -> int:
     import builtins
+    import linecache
     import traceback
     status = 0
+    linecache.cache["solution.py"] = (len(code), None, code.splitlines(True), "solution.py")  # tracebacks show lines
     try:
         exec(compile(code, "solution.py", "exec"), {"__name__": "__main__", "__builtins__": builtins})
     except SystemExit as e:
@@ -408,6 +466,15 @@ class _Worker:
     def _recv(self, deadline):
         return _recv(self.proc.stdout.fileno(), deadline)
 
+    def init_pid(self) -> int | None:
+        """Host pid of the namespace's init (the outer process's only child)."""
+        try:
+            with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
+                kids = f.read().split()
+            return int(kids[0]) if kids else None
+        except (FileNotFoundError, ProcessLookupError):
+            return None
+
     def run(self, code: str, stdin: str, lim: Limits) -> Result:
         _send(self.proc.stdin.fileno(), {"code": code, "stdin": stdin, "limits": asdict(lim)})
         msg = self._recv(time.monotonic() + lim.wall_s + 30)  # margin: kill, reap, unmount
@@ -438,20 +505,43 @@ class Sandbox:
             raise SandboxUnavailable("refusing to run untrusted code: " + "; ".join(missing))
         self.limits, self.workers, self.preload = limits, workers or os.cpu_count() or 1, tuple(preload)
         self._idle: queue.Queue = queue.Queue()
+        self._all: list[_Worker] = []  # every live worker, idle or busy
         self._started = 0
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="sandbox")
 
     def _checkout(self) -> _Worker:
-        with self._lock:
-            if self._idle.empty() and self._started < self.workers:
-                self._started += 1
-                try:
-                    return _Worker(self.preload)
-                except BaseException:
-                    self._started -= 1
-                    raise
-        return self._idle.get()
+        while True:
+            with self._lock:
+                if self._idle.empty() and self._started < self.workers:
+                    self._started += 1
+                    break
+            try:
+                return self._idle.get(timeout=0.5)  # re-check now and then: a failed spawn frees a slot
+            except queue.Empty:
+                continue
+        try:
+            return self._spawn()
+        except BaseException:
+            with self._lock:
+                self._started -= 1
+            raise
+
+    def _spawn(self) -> _Worker:
+        w = _Worker(self.preload)
+        self._all.append(w)
+        return w
+
+    def _retire(self, w: _Worker) -> None:
+        w.kill()
+        self._all = [x for x in self._all if x is not w]
+
+    def worker_uids(self) -> list[int]:
+        """The uids this pool's programs run as (one per worker), for leftover-process checks."""
+        return [w.uid for w in self._all]
+
+    def worker_init_pids(self) -> list[int]:
+        return [p for p in (w.init_pid() for w in self._all) if p]
 
     def run(self, code: str, stdin: str = "", limits: Limits | None = None) -> Result:
         lim = limits or self.limits
@@ -459,9 +549,9 @@ class Sandbox:
         try:
             r = w.run(code, stdin, lim)
         except (TimeoutError, ConnectionError, OSError, ValueError) as e:
-            w.kill()
+            self._retire(w)
             try:
-                w = _Worker(self.preload)
+                w = self._spawn()
             except BaseException:
                 with self._lock:
                     self._started -= 1
@@ -488,7 +578,7 @@ class Sandbox:
     def close(self) -> None:
         self._pool.shutdown(wait=True)
         while not self._idle.empty():
-            self._idle.get().kill()
+            self._retire(self._idle.get())
         self._started = 0
 
     def __enter__(self):
@@ -498,13 +588,14 @@ class Sandbox:
         self.close()
 
 
-def _normalize(text: str) -> list[str]:
-    return [line.rstrip() for line in text.strip().splitlines()]
+def _normalize(text: str) -> list[list[str]]:
+    return [line.split() for line in text.strip().splitlines()]
 
 
 def judge(result: Result, expected: str) -> Verdict:
-    """OK when the run was ok and its stdout equals `expected` up to trailing whitespace per line and
-    blank lines at either end; WRONG when it ran fine but differs; else the run's own verdict."""
+    """OK when the run was ok and its stdout equals `expected` line by line, each line compared as
+    its whitespace-separated tokens (blank lines at either end ignored); WRONG when it ran fine but
+    differs; else the run's own verdict (time_limit, runtime_error, ...)."""
     if result.verdict is not Verdict.OK:
         return result.verdict
     return Verdict.OK if _normalize(result.stdout) == _normalize(expected) else Verdict.WRONG
@@ -526,9 +617,11 @@ out["root"] = os.geteuid() == 0
 out["pidfd"] = hasattr(os, "pidfd_open")
 print(json.dumps(out))
 """
-REQUIRED = ("root", "mount_namespace", "network_namespace", "pid_namespace", "ipc_namespace", "uts_namespace", "pidfd")
+REQUIRED = ("root", "mount_namespace", "network_namespace", "pid_namespace", "ipc_namespace", "uts_namespace", "pidfd",
+            "seccomp")
 WHY = {"root": "the harness is not root: a separate uid for the child, RLIMIT_NPROC on it and hiding files need root",
-       "pidfd": "os.pidfd_open is missing (Linux >= 5.3 and Python >= 3.9 needed)"}
+       "pidfd": "os.pidfd_open is missing (Linux >= 5.3 and Python >= 3.9 needed)",
+       "seccomp": "no seccomp system-call table for this CPU architecture (x86_64 and aarch64 have one)"}
 
 
 @lru_cache(maxsize=1)
@@ -536,8 +629,11 @@ def check() -> dict:
     """Which isolation features work on this machine (each probed in a throw-away process)."""
     if not sys.platform.startswith("linux"):
         return {k: False for k in REQUIRED}
+    import platform
     out = subprocess.run([sys.executable, "-I", "-c", _PROBE], capture_output=True, text=True, timeout=60)
-    return json.loads(out.stdout) if out.returncode == 0 else {k: False for k in REQUIRED}
+    feats = json.loads(out.stdout) if out.returncode == 0 else {k: False for k in REQUIRED}
+    feats["seccomp"] = platform.machine() in SECCOMP_ARCH
+    return feats
 
 
 def _probe() -> list[str]:
