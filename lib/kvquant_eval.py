@@ -1,0 +1,263 @@
+"""Accuracy of BitDecoding's low-bit KV cache (arXiv:2503.18773) on the model lab's models.
+
+The model runs unchanged; only what attention reads from the KV cache changes. A cache that has
+received n tokens holds its oldest P(n) = floor(n / R) * R tokens quantized (R = the residual
+capacity, a multiple of the quantization group) and the newest n - P(n) in fp16, exactly as
+`msrbook.kvquant.QuantKVCache` does after any sequence of appends. Decoding token i (at position i,
+appended before it attends), the query therefore reads
+
+    K~_j = Q(K)_j   if j < P(i + 1)        (a packed token: quantized, then dequantized)
+    K~_j = fp16(K_j) otherwise              (the fp16 residual, and fp16 is also the "fp16" mode)
+
+and the same for V. Groups start at token 0 and P(n) is a multiple of the group, so Q(K)_j does
+not depend on when token j is read: one quantization of the whole window gives every query's
+view. A teacher-forced pass over a window can thus reproduce token-by-token decoding exactly by
+computing two score matrices, q.fp16(K)^T and q.Q(K)^T, and taking each (i, j) from the one the
+rule selects (and likewise p.V from fp16(V) and Q(V)). `mixed_attention` does that; the tests
+check it against a token-by-token decode over `fake_quant_k` / `fake_quant_v` of the cache.
+
+Two uses, two schedules:
+* perplexity: every position is decoded (the window is generated token by token), so every query
+  follows the rule above: the strictest reading of "the quantized cache is what later tokens see".
+* retrieval: as a serving system does it, the prompt is prefilled with fp16 attention (the cache
+  is quantized when written, not while the prompt attends to itself), then the answer is decoded
+  over the quantized cache. The first answer token comes from the prefill and so is the same in
+  every mode; every later answer token reads the quantized cache.
+
+The model computes in float32 (its K and V pass through fp16 rounding where the cache stores them);
+quantization is `msrbook.kvquant.fake_quant` (statistics on the fp16 values, min-max, round half up).
+Glossary: B batch, H query heads, Hk key heads, T queries, S keys, D head dim, L layers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import torch
+
+from .kvquant import QuantConfig, fake_quant_k, fake_quant_v
+from .models import attention
+from .models.model import Decoder
+
+MODES = ("fp16", "KC-4", "KT-4", "KC-2", "KT-2")
+
+
+def mode_config(mode: str, group: int = 128, residual: int | None = None) -> QuantConfig | None:
+    """"fp16" -> None (no quantization); "KC-4" etc. -> QuantConfig(bits, k_mode, group, residual)
+    (residual None: QuantConfig's default, 128 tokens at 4 bits, 256 at 2 bits)."""
+    if mode == "fp16":
+        return None
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; valid modes: {', '.join(MODES)}")
+    k_mode, bits = mode.split("-")
+    return QuantConfig(bits=int(bits), k_mode=k_mode, group=group, residual=residual)
+
+
+def packed_tokens(n: torch.Tensor | int, cfg: QuantConfig):
+    """P(n) = floor(n / R) * R: tokens held quantized once the cache has received n tokens
+    (QuantKVCache's invariant; its tests check the cache keeps it)."""
+    r = cfg.residual_tokens
+    return n // r * r
+
+
+def quantized_mask(t: int, s: int, cfg: QuantConfig | None, device=None) -> torch.Tensor:
+    """(T, S) bool: True where query t (at position S - T + t, decoded after appending itself)
+    reads key j from the quantized part of the cache."""
+    if cfg is None:
+        return torch.zeros(t, s, dtype=torch.bool, device=device)
+    n = torch.arange(s - t, s, device=device) + 1  # (T,) tokens in the cache when query t attends
+    return torch.arange(s, device=device)[None, :] < packed_tokens(n, cfg)[:, None]  # (T, S)
+
+
+def fp16_round(x: torch.Tensor) -> torch.Tensor:
+    return x.to(torch.float16).to(x.dtype)
+
+
+def cache_views(k: torch.Tensor, v: torch.Tensor, cfg: QuantConfig | None):
+    """(fp16(K), Q(K), fp16(V), Q(V)), each (B, Hk, S, D): every full residual block of the S tokens
+    quantized and dequantized (fake_quant_*, keep_residual=False), the tail fp16 (never read
+    quantized: P(n) <= P(S)). With cfg None, Q(x) = fp16(x)."""
+    k16, v16 = fp16_round(k), fp16_round(v)
+    if cfg is None:
+        return k16, k16, v16, v16
+    full = packed_tokens(k.shape[2], cfg)
+    kq = torch.cat([fake_quant_k(k[:, :, :full], cfg, keep_residual=False), k16[:, :, full:]], dim=2)
+    vq = torch.cat([fake_quant_v(v[:, :, :full], cfg, keep_residual=False), v16[:, :, full:]], dim=2)
+    return k16, kq, v16, vq
+
+
+def mixed_attention(q, k, v, *, scale: float, cfg: QuantConfig | None) -> torch.Tensor:
+    """Causal attention where query t reads key/value j quantized iff `quantized_mask` says so.
+
+    q (B, H, T, D), k (B, Hk, S, D), v (B, Hk, S, D) -> (B, H, T, D); queries at the last T of the
+    S positions (the registry's convention). Both score matrices are always computed, so the rule
+    alone (not a shortcut) decides what each query sees.
+    """
+    t, s, h = q.shape[2], k.shape[2], q.shape[1]
+    k16, kq, v16, vq = cache_views(k, v, cfg)
+    wide = torch.float64 if q.dtype == torch.float64 else torch.float32
+    qw = q.to(wide)
+    k16, kq, v16, vq = (attention.expand_heads(x, h).to(wide) for x in (k16, kq, v16, vq))  # (B, H, S, D)
+    use_q = quantized_mask(t, s, cfg, q.device)  # (T, S)
+    s_fp = torch.einsum("bhtd,bhsd->bhts", qw, k16)  # (B, H, T, S)
+    s_q = torch.einsum("bhtd,bhsd->bhts", qw, kq)  # (B, H, T, S)
+    scores = torch.where(use_q, s_q, s_fp) * scale
+    scores = scores.masked_fill(~attention.causal_mask(t, s, q.device), float("-inf"))
+    p = scores.softmax(dim=-1)  # (B, H, T, S)
+    zero = torch.zeros((), dtype=wide, device=q.device)
+    out = torch.einsum("bhts,bhsd->bhtd", torch.where(use_q, p, zero), vq)
+    out = out + torch.einsum("bhts,bhsd->bhtd", torch.where(use_q, zero, p), v16)  # (B, H, T, D)
+    return out.to(q.dtype)
+
+
+def attention_name(cfg: QuantConfig | None) -> str:
+    if cfg is None:
+        return "kvcache-fp16"
+    return f"kvcache-{cfg.k_mode}{cfg.bits}-g{cfg.group}-r{cfg.residual_tokens}"
+
+
+def with_cache(model: Decoder, cfg: QuantConfig | None) -> Decoder:
+    """A Decoder that shares `model`'s weights and reads its KV cache as `cfg` stores it (registered
+    in the model lab's attention registry under `attention_name(cfg)`)."""
+    name = attention_name(cfg)
+    attention.register(name, lambda q, k, v, *, scale, layer=0: mixed_attention(q, k, v, scale=scale, cfg=cfg))
+    return swap_attention(model, name)
+
+
+def swap_attention(model: Decoder, name: str) -> Decoder:
+    """The same weights (shared, not copied) in a Decoder whose config names attention `name`."""
+    cfg = dataclasses.replace(model.cfg, attention=name)
+    with torch.device("meta"):
+        view = Decoder(cfg)
+    view.load_state_dict(model.state_dict(), strict=True, assign=True)
+    if cfg.tie_embeddings:
+        view.lm_head.weight = view.tok_emb.weight
+    view.cos, view.sin = model.cos, model.sin  # non-persistent RoPE tables: share them too
+    return view.eval()
+
+
+@torch.no_grad()
+def decode_reference(model: Decoder, idx: torch.Tensor, cfg: QuantConfig | None, prefill: int = 0) -> torch.Tensor:
+    """Logits (B, T, V) of idx (B, T): the first `prefill` tokens in one chunk with fp16 attention
+    (a prompt), the rest decoded one token at a time, each step's attention reading the whole cache
+    through fake_quant_k / fake_quant_v (the first P(n) tokens quantized, the rest fp16): the
+    cache's content as QuantKVCache holds it. The slow, obvious path the tests compare with."""
+    in_prefill = [True]
+
+    def read_cache(q, k, v, *, scale, layer=0):
+        if cfg is None or in_prefill[0]:
+            k, v = fp16_round(k), fp16_round(v)
+        else:
+            k, v = fake_quant_k(k, cfg), fake_quant_v(v, cfg)  # (B, Hk, S, D) each
+        return attention.naive_attention(q, k, v, scale=scale)
+
+    attention.register("kvcache-decode-reference", read_cache)
+    step = swap_attention(model, "kvcache-decode-reference")
+    caches = step.new_caches(idx.shape[0], idx.shape[1], dtype=model.tok_emb.weight.dtype)
+    out = [step(idx[:, :prefill], start=0, caches=caches)] if prefill else []
+    in_prefill[0] = False
+    out += [step(idx[:, i:i + 1], start=i, caches=caches) for i in range(prefill, idx.shape[1])]
+    return torch.cat(out, dim=1)
+
+
+# ------------------------------------------------------------------------------------- perplexity
+
+
+@torch.no_grad()
+def perplexity(model: Decoder, tokens: torch.Tensor, window: int, cfg: QuantConfig | None, *,
+               batch_size: int = 4, max_windows: int | None = None, device="cpu") -> dict:
+    """`evaluate.window_nll` of the model whose every position is decoded over a cache stored as cfg."""
+    from .models.evaluate import window_nll
+
+    view = with_cache(model, cfg)
+    return window_nll(lambda x: view(x), tokens, window, batch_size=batch_size, device=device,
+                      max_windows=max_windows)
+
+
+# -------------------------------------------------------------------------------------- retrieval
+
+
+def _first_number_done(text: str) -> bool:
+    """True once the text holds a complete number (digits followed by a non-digit): tasks.score
+    reads only the first number, so greedy decoding can stop there without changing the score."""
+    return re.search(r"\d+\D", text) is not None
+
+
+@torch.no_grad()
+def answer_modes(model: Decoder, prompt: list[int], answer: list[int], configs: dict, decode,
+                 max_new: int) -> list[dict]:
+    """Prefill `prompt` once with fp16 attention, then for each mode (name -> QuantConfig | None):
+    the mean NLL of the `answer` tokens teacher-forced over the cache stored as that mode, and
+    up to `max_new` greedy tokens (decoded to text by `decode`) over the same cache."""
+    dev = model.tok_emb.weight.device
+    p, a = len(prompt), len(answer)
+    caches = model.new_caches(1, p + max(a, max_new))
+    first = with_cache(model, None)(torch.tensor([prompt], device=dev), start=0, caches=caches)[:, -1]  # (1, V)
+    ans = torch.tensor([answer], device=dev)  # (1, A)
+    rows = []
+    for mode, cfg in configs.items():
+        view = with_cache(model, cfg)
+        logits = torch.cat([first[:, None], view(ans[:, :-1], start=p, caches=caches)], dim=1) if a > 1 else first[:, None]
+        nll = torch.nn.functional.cross_entropy(logits[0].double(), ans[0]).item()  # logits (1, A, V)
+        out, nxt = [], first
+        for i in range(max_new):
+            out.append(int(nxt.argmax(-1)))
+            if i == max_new - 1 or _first_number_done(decode(out)):
+                break
+            nxt = view(torch.tensor([[out[-1]]], device=dev), start=p + i, caches=caches)[:, -1]
+        rows.append({"mode": mode, "answer_nll": nll, "output": decode(out)})
+    return rows
+
+
+def retrieval(model: Decoder, samples, encode, decode, configs: dict, budget) -> list[dict]:
+    """One row per (sample, mode): task, length, prompt tokens, answer, output, exact score
+    (tasks.score), answer NLL. encode(text) -> ids, decode(ids) -> text, budget(sample) -> max new tokens."""
+    from .models import tasks
+
+    rows = []
+    for s in samples:
+        prompt, answer = encode(s.prompt), encode(" " + s.answer)
+        for r in answer_modes(model, prompt, answer, configs, decode, budget(s)):
+            rows.append({"task": s.task, "length": s.length, "sample_seed": s.seed, "prompt_tokens": len(prompt),
+                         "answer": s.answer, **r, "score": tasks.score(s, r["output"])})
+    return rows
+
+
+# ------------------------------------------------------------------------- where K's error comes from
+
+
+@torch.no_grad()
+def record_qk(model: Decoder, idx: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per layer, the post-RoPE q (B, H, T, D) and k (B, Hk, T, D) of one fp16-cache forward of idx."""
+    seen = []
+
+    def record(q, k, v, *, scale, layer=0):
+        seen.append((q.detach().float().cpu(), k.detach().float().cpu()))
+        return mixed_attention(q, k, v, scale=scale, cfg=None)
+
+    attention.register("kvcache-record", record)
+    swap_attention(model, "kvcache-record")(idx)
+    return seen
+
+
+def k_error(q: torch.Tensor, k: torch.Tensor, cfg: QuantConfig) -> dict:
+    """Relative L2 error of K quantized whole (no residual) as cfg says, and of the attention logits
+    q.K^T it produces (every query against every key, heads expanded): ||q(K^ - K)^T|| / ||qK^T||.
+    k is cut to a multiple of the group so that every KC group is full."""
+    t = k.shape[2] // cfg.group * cfg.group if cfg.k_mode == "KC" else k.shape[2]
+    q, k = q[:, :, :t].double(), k[:, :, :t]
+    kh = fake_quant_k(k, cfg, keep_residual=False).double()
+    k, kh = attention.expand_heads(k.double(), q.shape[1]), attention.expand_heads(kh, q.shape[1])  # (B, H, T, D)
+    s = torch.einsum("bhtd,bhsd->bhts", q, k)  # (B, H, T, T)
+    ds = torch.einsum("bhtd,bhsd->bhts", q, kh - k)
+    return {"k_rel_err": float((kh - k).norm() / k.norm()), "logit_rel_err": float(ds.norm() / s.norm())}
+
+
+def synthetic_k(t: int, d: int, outliers: int, offset: float, seed: int, heads: int = 1) -> torch.Tensor:
+    """K (1, heads, t, d) ~ N(0, 1) with its first `outliers` channels shifted by `offset`: channels
+    of large magnitude but ordinary spread across tokens, the pattern real K caches show."""
+    g = torch.Generator().manual_seed(seed)
+    k = torch.randn(1, heads, t, d, generator=g)
+    k[..., :outliers] += offset
+    return k
