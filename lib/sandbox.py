@@ -16,12 +16,13 @@ How (Linux, as root; the mechanisms are listed in MECHANISMS):
   $HOME, /root, /home, /tmp, /var/tmp, /run and /dev/shm under empty tmpfs mounts (re-exposing only
   the Python installation's own folders), remounts every other mount read-only and nosuid, and
   pre-imports common modules. It stays root and never runs untrusted code.
-* Per run, the init mounts a fresh tmpfs on /tmp with a private work folder, then forks a child that
+* Per run, the init mounts fresh tmpfs on /tmp (with a private work folder) and /dev/shm, then forks a child that
   sets rlimits (CPU, address space, process count, file size, open files, no core), redirects
   stdin/stdout/stderr to files only root can open by name, drops to a uid of its own (no groups,
-  no_new_privs, not dumpable) and exec()s the compiled program. No interpreter start-up per run.
+  no_new_privs, not dumpable), installs a seccomp filter and exec()s the compiled program. No
+  interpreter start-up per run.
 * The init waits on a pidfd with the wall-clock limit, SIGKILLs every process left in the namespace
-  (kill(-1) from the init reaches all of them and nothing outside), reaps them, and unmounts /tmp.
+  (kill(-1) from the init reaches all of them and nothing outside), reaps them, and unmounts /tmp and /dev/shm.
   If a worker dies or stops answering, the harness kills its process group (the init has
   PR_SET_PDEATHSIG, so the whole namespace dies with it) and starts a new one.
 
@@ -308,6 +309,8 @@ def _serve_one(libc, req: dict, uid: int) -> dict:
     lim = Limits(**req["limits"])
     size = lim.tmpfs_bytes + 4 * len(req["stdin"])  # stdin lives there too (UTF-8: <= 4 bytes a character)
     _ok(libc.mount(b"tmpfs", b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, f"mode=0755,size={size}".encode()), "tmpfs /tmp")
+    shm = f"mode=1777,size={lim.tmpfs_bytes}".encode()  # POSIX semaphores (multiprocessing) need it writable
+    _ok(libc.mount(b"tmpfs", b"/dev/shm", b"tmpfs", MS_NOSUID | MS_NODEV, shm), "tmpfs /dev/shm")
     try:
         os.mkdir("/tmp/work", 0o700)
         os.chown("/tmp/work", uid, uid)
@@ -322,6 +325,7 @@ def _serve_one(libc, req: dict, uid: int) -> dict:
     finally:
         _kill_all()
         libc.umount2(b"/tmp", MNT_DETACH)
+        libc.umount2(b"/dev/shm", MNT_DETACH)
 
 
 def _child(code: str, lim: Limits, uid: int) -> None:
@@ -412,7 +416,9 @@ def _supervise(pid: int, lim: Limits, t0: float) -> dict:
 def _classify(code: int, timed_out: bool, cpu: float, out_size: int, err_size: int, lim: Limits):
     if timed_out:
         return "time_limit", f"wall clock above {lim.wall_s} s"
-    if code == -signal.SIGXCPU or (code == -signal.SIGKILL and cpu >= lim.cpu_s) or cpu > lim.cpu_s:
+    if code == -signal.SIGXCPU or (code == -signal.SIGKILL and cpu >= lim.cpu_s):
+        return "time_limit", f"RLIMIT_CPU ({max(1, int(-(-lim.cpu_s // 1)))} s) signalled; measured {cpu:.2f} s"
+    if cpu > lim.cpu_s:
         return "time_limit", f"CPU time {cpu:.2f} s above {lim.cpu_s} s"
     if code == -signal.SIGXFSZ or out_size > lim.max_output_bytes or err_size > lim.max_output_bytes:
         return "output_limit", "output or a file beyond its size limit"
