@@ -91,7 +91,10 @@ class TorchKMC:
         self.max_local = int(max_local)
         self._overflow = torch.zeros(self.R, dtype=torch.bool, device=self.device)
         self._W = torch.from_numpy(params.swap_table()).to(self.device, dtype)  # (3, 14, 3)
-        self._shell = torch.from_numpy(bcc.SHELL).to(self.device)  # (14, 3)
+        self._shell = torch.from_numpy(bcc.SHELL).to(self.device, torch.int32)  # (14, 3)
+        # offsets of a vacancy's 14 shell sites, then of the 14 shell sites of each of its 8 targets
+        both = torch.cat([torch.from_numpy(bcc.SHELL), torch.from_numpy(bcc.NN1[:, None] + bcc.SHELL[None]).reshape(-1, 3)])
+        self._reach = both.to(self.device, torch.int32)  # (14 + 8*14, 3)
         infl = torch.zeros(9, 9, 9, dtype=torch.bool)  # offsets -4..4; True where a vacancy there is affected
         d = torch.from_numpy(bcc.influence_offsets()) + 4
         infl[d[:, 0], d[:, 1], d[:, 2]] = True
@@ -106,11 +109,22 @@ class TorchKMC:
         self._graph = None
 
     # -- neighbours ----------------------------------------------------------------------------
-    def _shell_sites(self, sites: torch.Tensor) -> torch.Tensor:
-        """(...,) site indices -> (..., 14) sites of their 1NN and 2NN shells (bcc.SHELL order)."""
-        X, Y, Z = bcc.coords(sites, self.cells)
-        o = self._shell
-        return bcc.index(X[..., None] + o[:, 0], Y[..., None] + o[:, 1], Z[..., None] + o[:, 2], self.cells)
+    def _shell_sites(self, sites: torch.Tensor, offsets: torch.Tensor | None = None) -> torch.Tensor:
+        """(...,) site indices -> (..., K) int64 sites at offsets (K, 3) (default the 14 of bcc.SHELL).
+        Coordinates in int32 (faster than int64 on CPU and GPU), wrapped by one conditional add."""
+        o = self._shell if offsets is None else offsets
+        m, L = 2 * self.cells, self.cells
+        out = None
+        for d, Xd in enumerate(bcc.coords(sites.to(torch.int32), L)):
+            X = Xd[..., None] + o[:, d]  # (..., K), in [-4, m + 3]
+            X = torch.where(X < 0, X + m, X)
+            X = torch.where(X >= m, X - m, X)
+            out = (X >> 1) if out is None else out * L + (X >> 1)
+        return (out * 2 + (X & 1)).long()
+
+    def _target(self, vs: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """(R,) site of jump a from site vs."""
+        return self._shell_sites(vs, self._shell[:8]).gather(1, a[:, None]).squeeze(1)
 
     def _gather(self, sites: torch.Tensor) -> torch.Tensor:
         """species at (R, ...) sites, as int64."""
@@ -130,9 +144,8 @@ class TorchKMC:
     # -- rates ---------------------------------------------------------------------------------
     def _rates_of(self, sites: torch.Tensor):
         """Rates and dE (R, M, 8) of vacancies at sites (R, M)."""
-        sh = self._shell_sites(sites)  # (R, M, 14)
-        s_v = self._gather(sh)  # (R, M, 14)
-        s_t = self._gather(self._shell_sites(sh[..., :8]))  # (R, M, 8, 14)
+        sp = self._gather(self._shell_sites(sites, self._reach))  # (R, M, 14 + 8*14)
+        s_v, s_t = sp[..., :bcc.K], sp[..., bcc.K:].unflatten(-1, (8, bcc.K))  # (R, M, 14), (R, M, 8, 14)
         dE = jump_dE(s_v, s_t, self._W)
         return jump_rates(s_v[..., :8], dE, self.temperature, self.params), dE
 
@@ -178,7 +191,7 @@ class TorchKMC:
         logp = torch.log_softmax(logits.reshape(self.R, -1).to(g.dtype), 1) + torch.log(g)
         logp = logp - torch.logsumexp(logp, 1, keepdim=True)
         p = logp.exp()
-        idx = torch.searchsorted(p.cumsum(1), u[:, None].to(p.dtype), right=True).clamp_(max=p.shape[1] - 1)
+        idx = torch.searchsorted(p.cumsum(1), u[:, None].to(p.dtype).contiguous(), right=True).clamp_(max=p.shape[1] - 1)
         last = p.shape[1] - 1 - (p.flip(1) > 0).to(torch.int8).argmax(1, keepdim=True)
         idx = torch.where(p.gather(1, idx) > 0, idx, last)
         log_w = torch.log(g.gather(1, idx).squeeze(1) / total) - logp.gather(1, idx).squeeze(1)
@@ -190,7 +203,7 @@ class TorchKMC:
         dt = -torch.log1p(-u_dt) / total  # u_dt in [0, 1): -ln(1 - u) is Exp(1)
         rows = self._rows
         vs = self.vac_pos[rows, v]  # (R,)
-        ts = self._shell_sites(vs)[rows, a]  # (R,)
+        ts = self._target(vs, a)  # (R,)
         X = self.species[rows, ts]  # int8
         dE = self._dE[rows, v, a]
         if t_stop is None:
