@@ -140,6 +140,17 @@ def ess(log_w) -> float:
     return float(torch.exp(2 * torch.logsumexp(lw, 0) - torch.logsumexp(2 * lw, 0)) / lw.numel())
 
 
+class TiltPolicy:
+    """A hand-made control, not learned: pi(v,a) ~ exp(-dE_va / (k_B T_tilt)), so P ~ Gamma exp(-dE / k_B T_tilt).
+    It favours energy-lowering jumps as strongly as the reward -dE could ask for, with no training."""
+
+    def __init__(self, tilt_temperature: float):
+        self.beta = 1.0 / (8.617333262e-5 * tilt_temperature)  # 1/eV
+
+    def act(self, kmc) -> torch.Tensor:
+        return -self.beta * kmc.jump_dE()  # (R, V, A)
+
+
 # -- rollouts and PPO --------------------------------------------------------------------------
 @torch.no_grad()
 def rollout(kmc, policy: SwarmPolicy, steps: int, e0: torch.Tensor, n_cu: torch.Tensor, reward_scale: float) -> dict:
@@ -227,7 +238,7 @@ def _sync(device) -> None:
 
 
 @torch.no_grad()
-def simulate(kmc, policy: SwarmPolicy | None, steps: int, record_every: int) -> pd.DataFrame:
+def simulate(kmc, policy: "SwarmPolicy | TiltPolicy | None", steps: int, record_every: int) -> pd.DataFrame:
     """Run `steps` events (classical KMC when policy is None); one row per (record, replica).
 
     Columns: step, replica, time (s), energy (eV), log_W (cumulative log weight), clusters,
@@ -303,6 +314,42 @@ def steps_to(curve: pd.DataFrame, target: float, col: str = "density_mean", by: 
     """First `by` value at which the curve reaches `target` (nan if never)."""
     hit = curve.loc[curve[col] >= target, by]
     return float(hit.iloc[0]) if len(hit) else math.nan
+
+
+def compare(make_kmc: Callable[[int], object], policy: "SwarmPolicy | TiltPolicy", steps: int, record_every: int, seed: int) -> pd.DataFrame:
+    """Classical KMC and the swarm from the same initial alloys (same seed); raw rows with `mode`."""
+    return pd.concat([simulate(make_kmc(seed), None, steps, record_every).assign(mode="classical"),
+                      simulate(make_kmc(seed), policy, steps, record_every).assign(mode="swarm")], ignore_index=True)
+
+
+def curves(raw: pd.DataFrame, time_points: int = 20) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """summarize() per mode, against KMC steps and (time_points > 0) against physical time, on a grid
+    up to the earliest final time of any replica, so every replica contributes at every point."""
+    by_step = pd.concat([summarize(g).assign(mode=m) for m, g in raw.groupby("mode")], ignore_index=True)
+    if time_points <= 0:
+        return by_step, None
+    t_end = raw.groupby(["mode", "replica"])["time"].max().min()
+    grid = np.linspace(0.0, t_end, time_points)
+    by_time = pd.concat([summarize(on_time_grid(g, grid), by="time").assign(mode=m) for m, g in raw.groupby("mode")],
+                        ignore_index=True)
+    return by_step, by_time
+
+
+def progress(by_step: pd.DataFrame, quantity: str = "cu_frac_clustered", fraction: float = 0.5) -> dict:
+    """Steps and wall time each mode needs to bring the ensemble mean of `quantity` `fraction` of the
+    way from its initial value to the value classical KMC ends the run with (the swarm unweighted:
+    the progress of the biased process), their ratios classical / swarm, and the swarm's ESS."""
+    c, s = (by_step[by_step["mode"] == m].sort_values("step") for m in ("classical", "swarm"))
+    q0, q1 = c[f"{quantity}_mean"].iloc[0], c[f"{quantity}_mean"].iloc[-1]
+    target = q0 + fraction * (q1 - q0) if q1 > q0 else math.nan
+    out = {"target": target, "min_ess": float(s["ess"].min()), "final_ess": float(s["ess"].iloc[-1])}
+    for name, cur in (("classical", c), ("swarm", s)):
+        n = steps_to(cur, target, f"{quantity}_mean") if q1 > q0 else math.nan
+        out[f"steps_{name}"] = n
+        out[f"wall_{name}"] = float(np.interp(n, cur["step"], cur["wall_s"])) if not math.isnan(n) else math.nan
+    out["step_speedup"] = out["steps_classical"] / out["steps_swarm"]
+    out["wall_speedup"] = out["wall_classical"] / out["wall_swarm"]
+    return out
 
 
 # -- statistics without scipy ------------------------------------------------------------------
