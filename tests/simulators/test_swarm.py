@@ -4,6 +4,7 @@ classical KMC, the importance weights are unbiased, the policy is shared and loc
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -159,3 +160,16 @@ def test_ks_and_chi2_helpers():
     # chi-square against a value computed by hand: table [[10, 20], [20, 10]] -> stat 6.667, dof 1
     stat, dof, p = sw.chi2_homogeneity([[10, 20], [20, 10]])
     assert dof == 1 and stat == pytest.approx(20 / 3) and p == pytest.approx(0.009823, rel=1e-3)
+
+
+def test_progress_counts_events_to_the_half_way_target():
+    steps = np.arange(0, 110, 10)
+    rows = []
+    for mode, rate in (("classical", 0.01), ("swarm", 0.02)):  # the swarm clusters twice as fast per event
+        rows.append(pd.DataFrame({"step": steps, "mode": mode, "cu_frac_clustered_mean": 0.2 + rate * steps,
+                                  "wall_s": steps * 1e-3, "ess": np.exp(-steps / 50)}))
+    p = sw.progress(pd.concat(rows, ignore_index=True))
+    assert p["target"] == pytest.approx(0.2 + 0.5 * 1.0)  # half-way to classical's final 1.2
+    assert (p["steps_classical"], p["steps_swarm"]) == (50, 30)  # first records at or above 0.7
+    assert p["step_speedup"] == pytest.approx(50 / 30)
+    assert p["min_ess"] == pytest.approx(math.exp(-2))
