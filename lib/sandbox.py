@@ -120,10 +120,12 @@ PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS = 1, 4, 38
 UID_BASE, UID_SPAN = 1_600_000_000, 1 << 20   # each worker's child uid: UID_BASE + random below UID_SPAN
 MEMORY_EXIT = 251                             # the child's exit status for an uncaught MemoryError
 SETUP_EXIT = 250                              # the child failed before running the program
-PRELOAD = ("sys", "os", "io", "math", "cmath", "collections", "itertools", "functools", "heapq",
-           "bisect", "re", "string", "random", "decimal", "fractions", "statistics", "operator", "copy",
-           "typing", "dataclasses", "array", "struct", "time", "datetime", "json", "enum", "queue",
-           "threading", "traceback", "textwrap", "ctypes", "socket", "subprocess")
+PRELOAD = ("sys", "os", "io", "math", "cmath", "collections", "itertools", "functools", "heapq", "bisect",
+           "re", "string", "random", "decimal", "fractions", "operator", "copy", "typing", "dataclasses",
+           "array", "struct", "time", "datetime", "json", "enum", "traceback", "linecache")
+# imported once by each worker's init, so a run that imports them pays nothing (random, decimal,
+# fractions and typing alone take ~25 ms to import); heavier ones (numpy, sympy) cost each run, or
+# pass them in Sandbox(preload=...).
 HIDE = ("/root", "/home", "/tmp", "/var/tmp", "/run", "/dev/shm", "/dev/mqueue")
 SAFE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/tmp/work",
             "TMPDIR": "/tmp/work", "PYTHONIOENCODING": "utf-8"}
@@ -209,7 +211,11 @@ def _seccomp_program(machine: str) -> list[tuple[int, int, int, int]]:
     return out
 
 
-def _install_seccomp(libc) -> None:
+_SECCOMP: list = []  # the init's prepared filter (and the buffers it points into), built once
+
+
+def _prepare_seccomp() -> None:
+    """Build the filter in the init, so that each child only makes one prctl call."""
     import platform
     prog = _seccomp_program(platform.machine())
 
@@ -220,11 +226,13 @@ def _install_seccomp(libc) -> None:
         _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(Filter))]
 
     arr = (Filter * len(prog))(*[Filter(*ins) for ins in prog])
-    fprog = Prog(len(prog), arr)
-    PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
-    ret = ctypes.CDLL(None, use_errno=True).prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0)
-    _ok(ret, "seccomp filter")
+    _SECCOMP[:] = [Prog(len(prog), arr), arr]
 
+
+def _install_seccomp(libc) -> None:
+    PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
+    libc.prctl.argtypes = None  # the third argument is a pointer here
+    _ok(libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(_SECCOMP[0]), 0, 0), "seccomp filter")
 
 # --- the worker: runs inside the namespaces; this part never returns into harness code ----------
 def _mounts() -> list[str]:
@@ -286,6 +294,7 @@ def _worker_main() -> None:
         # process cannot exit before the init: it only waits for it.)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         _setup_mounts(libc)
+        _prepare_seccomp()
         os.chdir("/")
         os.environ.clear()
         os.environ.update(SAFE_ENV)
@@ -320,7 +329,7 @@ def _serve_one(libc, req: dict, uid: int) -> dict:
         t0 = time.monotonic()
         pid = os.fork()
         if pid == 0:
-            _child(req["code"], lim, uid)  # never returns
+            _child(libc, req["code"], lim, uid)  # never returns
         return _supervise(pid, lim, t0)
     finally:
         _kill_all()
@@ -328,7 +337,7 @@ def _serve_one(libc, req: dict, uid: int) -> dict:
         libc.umount2(b"/dev/shm", MNT_DETACH)
 
 
-def _child(code: str, lim: Limits, uid: int) -> None:
+def _child(libc, code: str, lim: Limits, uid: int) -> None:
     status = SETUP_EXIT
     try:
         os.setsid()
@@ -351,7 +360,6 @@ def _child(code: str, lim: Limits, uid: int) -> None:
         os.setgroups([])
         os.setresgid(uid, uid, uid)
         os.setresuid(uid, uid, uid)
-        libc = _libc()
         _ok(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
         _ok(libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "not dumpable")
         _install_seccomp(libc)
@@ -653,10 +661,55 @@ def available() -> bool:
 
 
 def throughput(programs, workers: int | None = None, limits: Limits | None = None, repeat: int = 1) -> float:
-    """Runs per second for a mix of (code, stdin) programs, on an already-started pool."""
+    """Runs per second for a mix of (code, stdin) programs, timed after every worker has started."""
     tasks = list(programs) * repeat
     with Sandbox(limits or Limits(), workers) as sb:
         sb.run_many(tasks[: sb.workers * 2])  # start every worker before timing
         t0 = time.perf_counter()
         sb.run_many(tasks)
         return len(tasks) / (time.perf_counter() - t0)
+
+
+def _ints(i: int, n: int) -> str:
+    rng = random.Random(i)
+    return f"{n}\n" + " ".join(str(rng.randrange(10**9)) for _ in range(n)) + "\n"
+
+
+THROUGHPUT_PROGRAMS = {  # name: (program, input for run i): a trivial run and a typical small solution
+    "trivial (read, add, print)": ("print(int(input()) + 1)", lambda i: f"{i}\n"),
+    "sort 10^4 integers": ("import sys\nn, *xs = map(int, sys.stdin.read().split())\nxs.sort()\nprint(xs[n // 2])",
+                           lambda i: _ints(i, 10_000)),
+}
+
+
+def _per_interpreter(code: str, inputs: list[str], workers: int) -> list[bool]:
+    """The baseline the sandbox avoids: a fresh `python -I -S` per run, unsandboxed, `workers` at a time."""
+    def one(stdin: str) -> bool:
+        out = subprocess.run([sys.executable, "-I", "-S", "-c", code], input=stdin, capture_output=True, text=True)
+        return out.returncode == 0
+    with ThreadPoolExecutor(workers) as ex:
+        return list(ex.map(one, inputs))
+
+
+def measure_throughput(workers=(1, 2), runs: int = 200, baseline_runs: int = 50,
+                       limits: Limits | None = None, programs=None) -> list[dict]:
+    """Runs per second of run_inputs for each worker count and program, beside the interpreter-per-run
+    baseline. Rows: workers, program, method, runs, seconds, runs_per_s, all_ok, cpu_count."""
+    rows = []
+    for w in workers:
+        with Sandbox(limits or Limits(), w) as sb:
+            sb.run_many([("pass", "")] * (2 * w))  # start every worker before timing
+            for name, (code, make_input) in (programs or THROUGHPUT_PROGRAMS).items():
+                for method, n in (("sandbox", runs), ("python per run, no sandbox", baseline_runs)):
+                    if n <= 0:
+                        continue
+                    inputs = [make_input(i) for i in range(n)]
+                    t0 = time.perf_counter()
+                    if method == "sandbox":
+                        ok = [r.verdict is Verdict.OK for r in sb.run_inputs(code, inputs)]
+                    else:
+                        ok = _per_interpreter(code, inputs, w)
+                    dt = time.perf_counter() - t0
+                    rows.append({"workers": w, "program": name, "method": method, "runs": n, "seconds": dt,
+                                 "runs_per_s": n / dt, "all_ok": all(ok), "cpu_count": os.cpu_count()})
+    return rows
