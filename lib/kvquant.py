@@ -1,7 +1,8 @@
 """Low-bit KV cache of BitDecoding (arXiv:2503.18773): quantize, pack, and a cache with an fp16 residual.
 
-Glossary: B batch, Hkv key/value heads, T cached tokens, D head dim, b bits (4 or 2), PER = 32 // b
-codes per int32 word. K and V are [B, Hkv, T, D] (SDPA layout).
+Glossary: B batch, Hkv key/value heads, T cached tokens, D head dim, b bits (4 or 2), PER = 8
+codes per word: 4-bit codes in int32 words, 2-bit codes in int16 words. K and V are [B, Hkv, T, D]
+(SDPA layout).
 
 Quantization is asymmetric min-max per group of `group` consecutive elements along one axis:
 
@@ -12,15 +13,17 @@ side by side. K is quantized per channel over groups of tokens ("KC", axis 2) or
 groups of channels ("KT", axis 3); V always per token over groups of channels.
 
 Packing (`pack` / `unpack_to_logical`): every packed tensor here is packed along TOKENS, in tiles of
-`tile` tokens, into int32 words. Inside a tile, word row i holds in bit slot j (bits [b*j, b*j+b))
-the code of token j * (tile / PER) + i:
+`tile` tokens, 8 codes per word (int32 at 4 bits, int16 at 2 bits). Inside a tile, word row i holds
+in bit slot j (bits [b*j, b*j+b)) the code of token j * (tile / 8) + i:
 
     logical token t of a tile        ->  word row  t % (tile/PER),  slot  t // (tile/PER)
     word row i, slot j               ->  logical token  j * (tile/PER) + i
 
-So one shift and one mask of a [tile/PER, D] block of words yields a contiguous slab of tile/PER
-consecutive tokens: the decode kernel turns a loaded tile into its [tile, D] code tile in logical
-order with one broadcast shift-and-mask, and feeds it straight to `tl.dot`. `unpack_to_logical`
+So one shift and one mask of a [tile/8, D] block of words yields a contiguous slab of tile/8
+consecutive tokens (16 at tile 128, the smallest `tl.dot` operand): the decode kernel shifts and
+masks the loaded words in the registers of the tensor-core operand and feeds each slab straight to
+`tl.dot` (Triton loads the words from shared memory directly in the operand's layout; no fp16 copy
+of the tile is ever written). `unpack_to_logical`
 undoes the layout bit-exactly, so the codes, scales and zeros can be reused outside this code.
 
 Residual cache (`QuantKVCache`): the newest tokens stay in fp16 until `residual` of them are
@@ -36,6 +39,12 @@ from dataclasses import dataclass, field
 import torch
 
 K_MODES = ("KC", "KT")
+PER_WORD = 8  # codes per packed word, at both bit widths
+
+
+def word_dtype(bits: int) -> torch.dtype:
+    """The packed word: 8 codes of `bits` bits, int32 at 4 bits, int16 at 2 bits."""
+    return {4: torch.int32, 2: torch.int16}[bits]
 
 
 @dataclass(frozen=True)
@@ -58,8 +67,12 @@ class QuantConfig:
 
     @property
     def per_word(self) -> int:
-        """Codes per int32 word."""
-        return 32 // self.bits
+        """Codes per word (8: one word is 32 bits at 4 bits, 16 bits at 2 bits)."""
+        return PER_WORD
+
+    @property
+    def word_dtype(self) -> torch.dtype:
+        return word_dtype(self.bits)
 
     @property
     def tile(self) -> int:
@@ -179,10 +192,10 @@ def fake_quant_v(v: torch.Tensor, cfg: QuantConfig, keep_residual: bool = True) 
 
 
 def pack(codes: torch.Tensor, bits: int, tile: int, axis: int = 2) -> torch.Tensor:
-    """Logical uint8 codes -> int32 words, packed along `axis` in tiles of `tile` elements (the
-    layout in the module docstring). The axis length must be a multiple of `tile`; it shrinks by
-    PER = 32 // bits. Bit-exact inverse: `unpack_to_logical`."""
-    per = 32 // bits
+    """Logical uint8 codes -> words (`word_dtype(bits)`), packed along `axis` in tiles of `tile`
+    elements (the layout in the module docstring). The axis length must be a multiple of `tile`; it
+    shrinks by 8. Bit-exact inverse: `unpack_to_logical`."""
+    per, wbits = PER_WORD, PER_WORD * bits
     assert tile % per == 0, f"tile {tile} must be a multiple of {per}"
     c = codes.movedim(axis, -1).to(torch.int64)
     n = c.shape[-1]
@@ -191,15 +204,15 @@ def pack(codes: torch.Tensor, bits: int, tile: int, axis: int = 2) -> torch.Tens
     c = c.reshape(*c.shape[:-1], n // tile, per, rows)  # [..., tiles, slot j, row i]: token j*rows + i
     shifts = torch.arange(per, device=c.device, dtype=torch.int64) * bits
     words = (c << shifts[:, None]).sum(-2)  # [..., tiles, rows]; slots are disjoint bits, so sum == or
-    words = torch.where(words >= 2**31, words - 2**32, words)  # the uint32 bit pattern as int32
-    return words.reshape(*c.shape[:-3], n // per).to(torch.int32).movedim(-1, axis)
+    words = torch.where(words >= 2**(wbits - 1), words - 2**wbits, words)  # the unsigned bit pattern as signed
+    return words.reshape(*c.shape[:-3], n // per).to(word_dtype(bits)).movedim(-1, axis)
 
 
 def unpack_to_logical(words: torch.Tensor, bits: int, tile: int, axis: int = 2) -> torch.Tensor:
-    """int32 words from `pack` -> uint8 codes in logical order (axis length x PER)."""
-    per = 32 // bits
+    """Words from `pack` -> uint8 codes in logical order (axis length x 8)."""
+    per = PER_WORD
     rows = tile // per
-    w = words.movedim(axis, -1).to(torch.int64) & 0xFFFFFFFF  # [..., n / per] as unsigned
+    w = words.movedim(axis, -1).to(torch.int64) & (2**(per * bits) - 1)  # [..., n / per] as unsigned
     m = w.shape[-1]
     w = w.reshape(*w.shape[:-1], m // rows, 1, rows)  # [..., tiles, 1, rows]
     shifts = torch.arange(per, device=w.device, dtype=torch.int64) * bits
@@ -213,8 +226,8 @@ def unpack_to_logical(words: torch.Tensor, bits: int, tile: int, axis: int = 2) 
 class QuantKVCache:
     """Packed low-bit K/V plus an fp16 residual for one layer; all sequences share one length.
 
-    Tensors the decode kernel takes (views of the used part; P = packed tokens, PER = 32 // bits):
-      k_codes, v_codes  int32 [B, Hkv, P / PER, D]   packed along tokens (module docstring)
+    Tensors the decode kernel takes (views of the used part; P = packed tokens):
+      k_codes, v_codes  int32 (4-bit) / int16 (2-bit) [B, Hkv, P / 8, D]  packed along tokens (module docstring)
       k_meta            fp16  KC: [B, Hkv, P / tile, 2, D] (scale row, zero row per tile of tokens)
                               KT: [B, Hkv, P, 2] (scale, zero per token; one channel group = D)
       v_meta            fp16  [B, Hkv, P, 2]
@@ -224,8 +237,8 @@ class QuantKVCache:
     def __init__(self, cfg: QuantConfig, B: int, Hkv: int, D: int, device="cpu", max_tokens: int = 0):
         assert cfg.channel_group(D) == D, (
             f"the cache keeps one channel group per head (group >= D); got group {cfg.group}, D {D}")
-        assert cfg.tile >= max(16, cfg.per_word) and cfg.tile & (cfg.tile - 1) == 0, (
-            f"the packing tile (the kernel's BLOCK_N) must be a power of two >= 16, got {cfg.tile}")
+        assert cfg.tile >= 16 * PER_WORD and cfg.tile & (cfg.tile - 1) == 0, (
+            f"the packing tile must be a power of two >= 128 (slabs of >= 16 tokens for tl.dot), got {cfg.tile}")
         self.cfg, self.B, self.Hkv, self.D, self.device = cfg, B, Hkv, D, torch.device(device)
         self.packed_len, self.res_len = 0, 0
         self.flushes = 0  # fused quantize-and-pack launches so far
@@ -240,8 +253,8 @@ class QuantKVCache:
         cfg, B, H, D = self.cfg, self.B, self.Hkv, self.D
         tokens = -(-tokens // cfg.tile) * cfg.tile
         new = dict(
-            _k_codes=torch.zeros(B, H, tokens // cfg.per_word, D, device=self.device, dtype=torch.int32),
-            _v_codes=torch.zeros(B, H, tokens // cfg.per_word, D, device=self.device, dtype=torch.int32),
+            _k_codes=torch.zeros(B, H, tokens // cfg.per_word, D, device=self.device, dtype=cfg.word_dtype),
+            _v_codes=torch.zeros(B, H, tokens // cfg.per_word, D, device=self.device, dtype=cfg.word_dtype),
             _k_meta=(torch.zeros(B, H, tokens // cfg.tile, 2, D, device=self.device, dtype=torch.float16)
                      if cfg.k_mode == "KC" else torch.zeros(B, H, tokens, 2, device=self.device, dtype=torch.float16)),
             _v_meta=torch.zeros(B, H, tokens, 2, device=self.device, dtype=torch.float16),

@@ -1,0 +1,453 @@
+"""Low-bit (4/2-bit) KV-cache decode attention and the fused quantize-and-pack kernel, in Triton.
+
+Glossary: B batch, H query heads, Hkv KV heads, G = H // Hkv, T cached tokens, D head dim, b bits,
+PER = 8 codes per word (int32 at 4 bits, int16 at 2 bits), TILE tokens per packed tile (128),
+ROWS = TILE // PER word rows per tile (16). The cache layout (lib/kvquant.py, `QuantKVCache`): codes
+packed along tokens, word row i of a tile holds token j * ROWS + i in bit slot j, so
+`(words >> b*j) & (2^b - 1)` is a slab of ROWS consecutive tokens: the [ROWS, D] operand of one
+pair of `tl.dot`s. Triton then loads the words from shared memory straight into the tensor-core
+operand's register layout and shifts, masks and converts them there (checked in the compiled
+TTGIR: no fp16 copy of the tile goes through shared memory).
+
+Scale and zero are folded out of the inner loop, so the per-element work is a shift, a mask and an
+int->fp16 convert (small integers are exact in fp16); the tensor cores do the rest:
+  K per channel over the tile's tokens (KC):  q . (c o s + z) = (q o s) . c + q . z
+      (q o s computed once per tile, q . z is one number per query head and tile)
+  K per token (KT):                           q . (c s_n + z_n) = s_n (q . c) + z_n sum(q)
+  V per token:                                sum_n p_n (c_n s_n + z_n) = (p o s) . c + sum_n p_n z_n
+Stage 1 is split-KV flash decoding: one program per (b, kv head, split) streams whole tiles of the
+packed part with an online softmax, with the G query heads of the KV head folded into the rows of
+the tl.dot operand (padded to 16). One extra split per (b, kv head) attends to the fp16 residual.
+Stage 2 merges all splits by log-sum-exp (the dense kernel's combine).
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+
+from msrbook.kernels.decode_attention import _decode_combine_kernel, decode_attention, decode_attention_ref, device_limits
+
+# ---------------------------------------------------------------------------------------- config space
+
+SWEEP = {  # knob ranges the notebook's gpu profile and tools/gpu_bitdecode_check.py try
+    "num_splits": (16, 32, 64),
+    "num_warps": (4, 8),
+    "num_stages": (2, 3, 4),
+}
+
+
+@dataclass(frozen=True)
+class BitDecodeConfig:
+    num_splits: int  # splits of the packed part per (b, kv head); the residual adds one more
+    num_warps: int  # warps per stage-1 program
+    num_stages: int  # software-pipelining depth of the packed-word loads
+
+
+def default_config(B: int, Hkv: int, n_tiles: int, sm_count: int) -> BitDecodeConfig:
+    """Reasoned, not tuned: about 8 programs per SM (as the dense kernel's sweep found best), rounded
+    down to a power of two of splits, each split >= 4 tiles so the fp32 partial outputs (2 * G * D * 4
+    bytes per split) stay small beside the packed words it reads; 4 warps; 3 stages."""
+    most = max(1, min(triton.cdiv(8 * sm_count, B * Hkv), n_tiles // 4, 256))
+    return BitDecodeConfig(1 << (most.bit_length() - 1), num_warps=4, num_stages=3)
+
+
+# ------------------------------------------------------------------------------------------- kernels
+
+
+@triton.jit
+def _online_update(s, m_i, l_i, acc):
+    """One online-softmax step on base-2 scores s [BLOCK_G, N]: returns p, alpha and the new m, l."""
+    m_new = tl.maximum(m_i, tl.max(s, 1))
+    alpha = tl.exp2(m_i - m_new)  # [BLOCK_G]
+    p = tl.exp2(s - m_new[:, None])  # [BLOCK_G, N]
+    return p, alpha, m_new, l_i * alpha + tl.sum(p, 1)
+
+
+@triton.jit
+def _residual_part(q, KR, VR, k_base, v_base, stride_rs, res_len, qk_scale, m_i, l_i, acc,
+                   D: tl.constexpr, BLOCK_R: tl.constexpr, USE_DOT: tl.constexpr):
+    """Attend to the fp16 residual (res_len tokens, tiles of BLOCK_R); q [BLOCK_G, D] fp32."""
+    offs_r = tl.arange(0, BLOCK_R)
+    offs_d = tl.arange(0, D)
+    for r0 in range(0, res_len, BLOCK_R):
+        r = r0 + offs_r
+        r_mask = r < res_len
+        k = tl.load(KR + k_base + r[:, None] * stride_rs + offs_d[None, :], mask=r_mask[:, None], other=0.0)  # [BLOCK_R, D]
+        v = tl.load(VR + v_base + r[:, None] * stride_rs + offs_d[None, :], mask=r_mask[:, None], other=0.0)  # [BLOCK_R, D]
+        if USE_DOT:
+            s = tl.dot(q.to(tl.float16), tl.trans(k))  # [BLOCK_G, BLOCK_R]
+        else:
+            s = tl.sum(q[:, None, :] * k.to(tl.float32)[None, :, :], 2)
+        s = tl.where(r_mask[None, :], s * qk_scale, float("-inf"))
+        p, alpha, m_i, l_i = _online_update(s, m_i, l_i, acc)
+        if USE_DOT:
+            pv = tl.dot(p.to(tl.float16), v)
+        else:
+            pv = tl.sum(p[:, :, None] * v.to(tl.float32)[None, :, :], 1)
+        acc = acc * alpha[:, None] + pv
+    return m_i, l_i, acc
+
+
+@triton.jit
+def _bitdecode_split_kernel(
+    Q, KC, KM, VC, VM, KR, VR, PartialOut, Lse,
+    # q [B, H, D]; KC, VC [B, Hkv, P/8, D] int32 (4-bit) / int16 (2-bit); KM KC: [B, Hkv, P/TILE, 2, D] / KT: [B, Hkv, P, 2] fp16;
+    # VM [B, Hkv, P, 2] fp16; KR, VR [B, Hkv, R, D] fp16; PartialOut [B*H, splits+1, D] fp32; Lse [B*H, splits+1]
+    qk_scale,  # sm_scale * log2(e)
+    stride_qb, stride_qh, stride_cb, stride_ch, stride_kmb, stride_kmh, stride_vmb, stride_vmh, stride_rb, stride_rh, stride_rs,
+    Hkv, n_tiles, tiles_per_split, num_splits, res_len,
+    G: tl.constexpr, BLOCK_G: tl.constexpr, D: tl.constexpr, BITS: tl.constexpr, TILE: tl.constexpr,
+    K_PER_CHANNEL: tl.constexpr, BLOCK_R: tl.constexpr, USE_DOT: tl.constexpr,
+):
+    PER: tl.constexpr = 8  # codes per word (int32 at 4 bits, int16 at 2 bits)
+    ROWS: tl.constexpr = TILE // PER  # word rows per tile = tokens per slab
+    MASK: tl.constexpr = (1 << BITS) - 1
+    pid_bk = tl.program_id(0)  # b * Hkv + kv head
+    split = tl.program_id(1)  # 0 .. num_splits-1: packed part; num_splits: the residual
+    b = pid_bk // Hkv
+    kvh = pid_bk % Hkv
+    offs_g = tl.arange(0, BLOCK_G)  # [BLOCK_G] query heads of this KV head (padded)
+    offs_d = tl.arange(0, D)
+    offs_w = tl.arange(0, ROWS)  # [ROWS] word rows of a tile
+    heads = kvh * G + offs_g
+    g_mask = offs_g < G
+    q = tl.load(Q + b * stride_qb + heads[:, None] * stride_qh + offs_d[None, :],
+                mask=g_mask[:, None], other=0.0).to(tl.float32)  # [BLOCK_G, D]
+    b64, kvh64 = b.to(tl.int64), kvh.to(tl.int64)  # a long cache has > 2^31 words: int64 offsets
+    m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK_G], tl.float32)
+    acc = tl.zeros([BLOCK_G, D], tl.float32)
+    if split < num_splits:
+        c_base = b64 * stride_cb + kvh64 * stride_ch
+        km_base = KM + b64 * stride_kmb + kvh64 * stride_kmh
+        vm_base = VM + b64 * stride_vmb + kvh64 * stride_vmh
+        q16 = q.to(tl.float16)
+        q_sum = tl.sum(q, 1)  # [BLOCK_G], for KT's zero term
+        t_end = tl.minimum((split + 1) * tiles_per_split, n_tiles)
+        for t in range(split * tiles_per_split, t_end):
+            w_offs = (t * ROWS + offs_w)[:, None] * D + offs_d[None, :]  # [ROWS, D]
+            wk = tl.load(KC + c_base + w_offs)  # [ROWS, D] packed K words of tile t
+            wv = tl.load(VC + c_base + w_offs)  # [ROWS, D] packed V words
+            if K_PER_CHANNEL:
+                ks = tl.load(km_base + t * 2 * D + offs_d).to(tl.float32)  # [D] scale of each channel
+                kz = tl.load(km_base + t * 2 * D + D + offs_d).to(tl.float32)  # [D] zero
+                qs = (q * ks[None, :]).to(tl.float16)  # [BLOCK_G, D] q o s, once per tile
+                qz = tl.sum(q * kz[None, :], 1)  # [BLOCK_G] q . z
+            for j in tl.static_range(PER):  # slab j: tokens t*TILE + j*ROWS + [0, ROWS)
+                tok = t * TILE + j * ROWS + offs_w  # [ROWS]
+                ck = ((wk >> (j * BITS)) & MASK).to(tl.float16)  # [ROWS, D] codes, exact in fp16
+                if K_PER_CHANNEL:
+                    s = tl.dot(qs, tl.trans(ck)) + qz[:, None]  # [BLOCK_G, ROWS]
+                else:
+                    ks = tl.load(km_base + tok * 2).to(tl.float32)  # [ROWS] scale of each token
+                    kz = tl.load(km_base + tok * 2 + 1).to(tl.float32)  # [ROWS] zero
+                    s = tl.dot(q16, tl.trans(ck)) * ks[None, :] + q_sum[:, None] * kz[None, :]
+                p, alpha, m_i, l_i = _online_update(s * qk_scale, m_i, l_i, acc)
+                vs = tl.load(vm_base + tok * 2).to(tl.float32)  # [ROWS]
+                vz = tl.load(vm_base + tok * 2 + 1).to(tl.float32)  # [ROWS]
+                cv = ((wv >> (j * BITS)) & MASK).to(tl.float16)  # [ROWS, D]
+                pv = tl.dot((p * vs[None, :]).to(tl.float16), cv) + tl.sum(p * vz[None, :], 1)[:, None]  # [BLOCK_G, D]
+                acc = acc * alpha[:, None] + pv
+    else:
+        r_base = b64 * stride_rb + kvh64 * stride_rh
+        m_i, l_i, acc = _residual_part(q, KR, VR, r_base, r_base, stride_rs, res_len, qk_scale, m_i, l_i, acc,
+                                       D, BLOCK_R, USE_DOT)
+    _store_split(PartialOut, Lse, acc, m_i, l_i, b, Hkv, G, heads, g_mask, split, num_splits + 1, D)
+
+
+@triton.jit
+def _store_split(PartialOut, Lse, acc, m_i, l_i, b, Hkv, G, heads, g_mask, split, total_splits, D: tl.constexpr):
+    """Normalized partial output and natural-log LSE of one split (-inf for an empty split)."""
+    has = l_i > 0
+    out = acc / tl.where(has, l_i, 1.0)[:, None]
+    lse = tl.where(has, (m_i + tl.log2(tl.where(has, l_i, 1.0))) * 0.6931471805599453, float("-inf"))
+    row = (b * Hkv * G + heads) * total_splits + split  # [BLOCK_G] row of [B * H * (splits+1)]
+    offs_d = tl.arange(0, D)
+    tl.store(PartialOut + row[:, None] * D + offs_d[None, :], out, mask=g_mask[:, None])
+    tl.store(Lse + row, lse, mask=g_mask)
+
+
+@triton.jit
+def _bitdecode_split_cuda_core_kernel(
+    Q, KC, KM, VC, VM, KR, VR, PartialOut, Lse, qk_scale,
+    stride_qb, stride_qh, stride_cb, stride_ch, stride_kmb, stride_kmh, stride_vmb, stride_vmh, stride_rb, stride_rh, stride_rs,
+    Hkv, n_tiles, tiles_per_split, num_splits, res_len,
+    G: tl.constexpr, BLOCK_G: tl.constexpr, D: tl.constexpr, BITS: tl.constexpr, TILE: tl.constexpr,
+    K_PER_CHANNEL: tl.constexpr, BLOCK_R: tl.constexpr, USE_DOT: tl.constexpr,
+):
+    """The CUDA-core variant (KIVI-style): the same cache and splits, but every element is
+    dequantized (c * s + z) in registers and the products are broadcast multiplies and tl.sum,
+    no tl.dot. Works one slab of ROWS consecutive tokens (one bit slot) at a time."""
+    PER: tl.constexpr = 8
+    ROWS: tl.constexpr = TILE // PER
+    MASK: tl.constexpr = (1 << BITS) - 1
+    pid_bk = tl.program_id(0)
+    split = tl.program_id(1)
+    b = pid_bk // Hkv
+    kvh = pid_bk % Hkv
+    offs_g = tl.arange(0, BLOCK_G)
+    offs_d = tl.arange(0, D)
+    offs_w = tl.arange(0, ROWS)
+    heads = kvh * G + offs_g
+    g_mask = offs_g < G
+    q = tl.load(Q + b * stride_qb + heads[:, None] * stride_qh + offs_d[None, :],
+                mask=g_mask[:, None], other=0.0).to(tl.float32)  # [BLOCK_G, D]
+    b64, kvh64 = b.to(tl.int64), kvh.to(tl.int64)
+    m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK_G], tl.float32)
+    acc = tl.zeros([BLOCK_G, D], tl.float32)
+    if split < num_splits:
+        c_base = b64 * stride_cb + kvh64 * stride_ch
+        km_base = KM + b64 * stride_kmb + kvh64 * stride_kmh
+        vm_base = VM + b64 * stride_vmb + kvh64 * stride_vmh
+        t_end = tl.minimum((split + 1) * tiles_per_split, n_tiles)
+        for t in range(split * tiles_per_split, t_end):
+            w_offs = (t * ROWS + offs_w)[:, None] * D + offs_d[None, :]  # [ROWS, D]
+            wk = tl.load(KC + c_base + w_offs)  # [ROWS, D] words
+            wv = tl.load(VC + c_base + w_offs)
+            if K_PER_CHANNEL:
+                ks = tl.load(km_base + t * 2 * D + offs_d).to(tl.float32)  # [D]
+                kz = tl.load(km_base + t * 2 * D + D + offs_d).to(tl.float32)
+            for j in tl.static_range(PER):
+                tok = t * TILE + j * ROWS + offs_w  # [ROWS] tokens of slab j
+                ck = ((wk >> (j * BITS)) & MASK).to(tl.float32)  # [ROWS, D]
+                if K_PER_CHANNEL:
+                    k = ck * ks[None, :] + kz[None, :]
+                else:
+                    k = ck * tl.load(km_base + tok * 2).to(tl.float32)[:, None] + tl.load(km_base + tok * 2 + 1).to(tl.float32)[:, None]
+                s = tl.sum(q[:, None, :] * k[None, :, :], 2) * qk_scale  # [BLOCK_G, ROWS]
+                p, alpha, m_i, l_i = _online_update(s, m_i, l_i, acc)
+                v = (((wv >> (j * BITS)) & MASK).to(tl.float32) * tl.load(vm_base + tok * 2).to(tl.float32)[:, None]
+                     + tl.load(vm_base + tok * 2 + 1).to(tl.float32)[:, None])  # [ROWS, D]
+                acc = acc * alpha[:, None] + tl.sum(p[:, :, None] * v[None, :, :], 1)
+    else:
+        r_base = b64 * stride_rb + kvh64 * stride_rh
+        m_i, l_i, acc = _residual_part(q, KR, VR, r_base, r_base, stride_rs, res_len, qk_scale, m_i, l_i, acc,
+                                       D, BLOCK_R, USE_DOT)
+    _store_split(PartialOut, Lse, acc, m_i, l_i, b, Hkv, G, heads, g_mask, split, num_splits + 1, D)
+
+
+@triton.jit
+def _qpack_tile(X, C, M, x_base, c_base, m_base, stride_xs, t,
+                PER_CHANNEL: tl.constexpr, BITS: tl.constexpr, TILE: tl.constexpr, D: tl.constexpr):
+    """Quantize and pack tile t of X (TILE tokens x D, fp16): min-max per channel over the tile
+    (PER_CHANNEL) or per token over D channels; writes ROWS x D words and the scales and zeros.
+    The arithmetic is lib/kvquant.py's quant_params / quant_codes, in the same order."""
+    PER: tl.constexpr = 8
+    ROWS: tl.constexpr = TILE // PER
+    QMAX: tl.constexpr = (1 << BITS) - 1
+    offs_j = tl.arange(0, PER)
+    offs_i = tl.arange(0, ROWS)
+    offs_d = tl.arange(0, D)
+    tok = t * TILE + offs_j[:, None] * ROWS + offs_i[None, :]  # [PER, ROWS]: slot j of row i holds token j*ROWS + i
+    x = tl.load(X + x_base + tok[:, :, None] * stride_xs + offs_d[None, None, :]).to(tl.float32)  # [PER, ROWS, D]
+    if PER_CHANNEL:
+        mn = tl.min(tl.min(x, 0), 0)  # [D]
+        mx = tl.max(tl.max(x, 0), 0)
+        s16 = tl.math.div_rn(mx - mn, QMAX * 1.0).to(tl.float16)
+        z16 = mn.to(tl.float16)
+        tl.store(M + m_base + t * 2 * D + offs_d, s16)
+        tl.store(M + m_base + t * 2 * D + D + offs_d, z16)
+        s = s16.to(tl.float32)[None, None, :]
+        z = z16.to(tl.float32)[None, None, :]
+    else:
+        mn = tl.min(x, 2)  # [PER, ROWS]
+        mx = tl.max(x, 2)
+        s16 = tl.math.div_rn(mx - mn, QMAX * 1.0).to(tl.float16)
+        z16 = mn.to(tl.float16)
+        tl.store(M + m_base + tok * 2, s16)
+        tl.store(M + m_base + tok * 2 + 1, z16)
+        s = s16.to(tl.float32)[:, :, None]
+        z = z16.to(tl.float32)[:, :, None]
+    s = tl.where(s > 0, s, 1.0)  # a constant group: every code 0, x^ = z
+    c = tl.floor(tl.math.div_rn(x - z, s) + 0.5)
+    c = tl.minimum(tl.maximum(c, 0.0), QMAX * 1.0).to(tl.int32)  # [PER, ROWS, D]
+    words = tl.reduce(c << (offs_j * BITS)[:, None, None], 0, _bit_or)  # [ROWS, D]; 8 * BITS bits used
+    tl.store(C + c_base + (t * ROWS + offs_i)[:, None] * D + offs_d[None, :], words.to(C.dtype.element_ty))
+
+
+@triton.jit
+def _bit_or(a, b):
+    return a | b
+
+
+@triton.jit
+def _quantize_pack_kernel(
+    K, V, KCo, KMo, VCo, VMo,  # k, v [B, Hkv, n, D] fp16; outputs as in QuantKVCache (views at the flush offset)
+    stride_kb, stride_kh, stride_ks, stride_vb, stride_vh, stride_vs,
+    stride_cb, stride_ch, stride_kmb, stride_kmh, stride_vmb, stride_vmh, stride_vcb, stride_vch,
+    Hkv,
+    K_PER_CHANNEL: tl.constexpr, BITS: tl.constexpr, TILE: tl.constexpr, D: tl.constexpr,
+):
+    """One launch quantizes and packs K and V: program (b * Hkv + kv head, tile, 0 for K / 1 for V)."""
+    pid_bk = tl.program_id(0)
+    t = tl.program_id(1)
+    b = (pid_bk // Hkv).to(tl.int64)
+    kvh = (pid_bk % Hkv).to(tl.int64)
+    if tl.program_id(2) == 0:
+        _qpack_tile(K, KCo, KMo, b * stride_kb + kvh * stride_kh, b * stride_cb + kvh * stride_ch,
+                    b * stride_kmb + kvh * stride_kmh, stride_ks, t, K_PER_CHANNEL, BITS, TILE, D)
+    else:
+        _qpack_tile(V, VCo, VMo, b * stride_vb + kvh * stride_vh, b * stride_vcb + kvh * stride_vch,
+                    b * stride_vmb + kvh * stride_vmh, stride_vs, t, False, BITS, TILE, D)
+
+
+# -------------------------------------------------------------------------------------- host wrappers
+
+
+def quantize_pack_kv(k, v, k_codes, k_meta, v_codes, v_meta, *, bits: int, tile: int, k_per_channel: bool):
+    """Fused quantize-and-pack of k, v [B, Hkv, n, D] (n a multiple of `tile`) into the given
+    output views (QuantKVCache's layout; codes and metadata rows must be contiguous in their last
+    dims). One kernel launch for K and V."""
+    B, Hkv, n, D = k.shape
+    assert v.shape == k.shape and n % tile == 0, (k.shape, v.shape, tile)
+    k, v = (t.to(torch.float16) for t in (k, v))
+    k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (k, v))
+    for t in (k_codes, v_codes):
+        assert t.stride(3) == 1 and t.stride(2) == D, "codes rows must be contiguous [.., rows, D]"
+    assert v_meta.stride(3) == 1 and v_meta.stride(2) == 2
+    if k_per_channel:
+        assert k_meta.stride(4) == 1 and k_meta.stride(3) == D and k_meta.stride(2) == 2 * D
+    else:
+        assert k_meta.stride(3) == 1 and k_meta.stride(2) == 2
+    _quantize_pack_kernel[(B * Hkv, n // tile, 2)](
+        k, v, k_codes, k_meta, v_codes, v_meta,
+        k.stride(0), k.stride(1), k.stride(2), v.stride(0), v.stride(1), v.stride(2),
+        k_codes.stride(0), k_codes.stride(1), k_meta.stride(0), k_meta.stride(1), v_meta.stride(0), v_meta.stride(1),
+        v_codes.stride(0), v_codes.stride(1),
+        Hkv, K_PER_CHANNEL=k_per_channel, BITS=bits, TILE=tile, D=D, num_warps=4,
+    )
+
+
+def plan(q, cache, num_splits=None):
+    """(n_tiles, num_splits, tiles_per_split) for q over this cache."""
+    B, H, D = q.shape
+    n_tiles = cache.packed_len // cache.cfg.tile
+    cfg = default_config(B, cache.Hkv, n_tiles, device_limits(q.device)["sm_count"])
+    num_splits = num_splits or cfg.num_splits
+    tiles_per_split = triton.cdiv(n_tiles, num_splits) if n_tiles else 0
+    return n_tiles, num_splits, tiles_per_split
+
+
+def bitdecode_attention(q, cache, *, sm_scale=None, impl="triton", num_splits=None, num_warps=None, num_stages=None):
+    """Decode attention of q [B, H, D] over a QuantKVCache -> [B, H, D] in q's dtype.
+    impl: "triton" (tensor cores), "cuda_core" (broadcast products), "naive" (dequantize to a full
+    fp16 K/V with torch ops, then our dense Triton decode), "ref" (fp32 reference on the dequantized
+    cache). Knobs left as None come from `default_config`."""
+    B, H, D = q.shape
+    assert (cache.B, cache.D) == (B, D) and H % cache.Hkv == 0, (q.shape, cache.B, cache.Hkv, cache.D)
+    sm_scale = 1.0 / math.sqrt(D) if sm_scale is None else sm_scale
+    if impl == "ref":
+        k, v = cache.dequantized()
+        return decode_attention_ref(q, k, v, sm_scale=sm_scale).to(q.dtype)
+    if impl == "naive":
+        return _naive(q, cache, sm_scale)
+    assert impl in ("triton", "cuda_core"), impl
+    cfg, Hkv, G = cache.cfg, cache.Hkv, H // cache.Hkv
+    n_tiles, splits, tiles_per_split = plan(q, cache, num_splits)
+    dflt = default_config(B, Hkv, n_tiles, device_limits(q.device)["sm_count"])
+    q = q if q.stride(-1) == 1 else q.contiguous()
+    partial = torch.empty(B * H, splits + 1, D, device=q.device, dtype=torch.float32)  # [B*H, splits+1, D]
+    lse = torch.empty(B * H, splits + 1, device=q.device, dtype=torch.float32)  # [B*H, splits+1]
+    out = torch.empty(B, H, D, device=q.device, dtype=q.dtype)
+    kc, vc, km, vm, kr, vr = cache.k_codes, cache.v_codes, cache.k_meta, cache.v_meta, cache._res_k, cache._res_v
+    use_dot = impl == "triton"
+    kernel = _bitdecode_split_kernel if use_dot else _bitdecode_split_cuda_core_kernel
+    block_g = max(16, triton.next_power_of_2(G)) if use_dot else triton.next_power_of_2(G)
+    kernel[(B * Hkv, splits + 1)](
+        q, kc, km, vc, vm, kr, vr, partial, lse, sm_scale * 1.4426950408889634,
+        q.stride(0), q.stride(1), cache._k_codes.stride(0), cache._k_codes.stride(1),
+        km.stride(0), km.stride(1), vm.stride(0), vm.stride(1), kr.stride(0), kr.stride(1), kr.stride(2),
+        Hkv, n_tiles, tiles_per_split, splits, cache.res_len,
+        G=G, BLOCK_G=block_g, D=D, BITS=cfg.bits, TILE=cfg.tile, K_PER_CHANNEL=cfg.k_mode == "KC",
+        BLOCK_R=16, USE_DOT=use_dot,  # small residual tiles keep shared memory (and so occupancy) for the packed loop
+        num_warps=num_warps or dflt.num_warps, num_stages=num_stages or dflt.num_stages,
+    )
+    total = splits + 1
+    _decode_combine_kernel[(B * H,)](
+        partial, lse, out, total,
+        D=D, BLOCK_SPLITS=triton.next_power_of_2(total), CHUNK=min(16, triton.next_power_of_2(total)), num_warps=4,
+    )
+    return out
+
+
+def _naive(q, cache, sm_scale):
+    """Dequantize element by element into a full fp16 K and V (torch ops: unpack, scale, add,
+    concatenate the residual), then run our dense fp16 Triton decode. Moves the packed bytes, then
+    writes and re-reads a full fp16 cache: slower than attending to fp16 directly."""
+    from msrbook.kvquant import unpack_to_logical
+
+    cfg = cache.cfg
+    k16 = unpack_to_logical(cache.k_codes, cfg.bits, cfg.tile).to(torch.float16)  # [B, Hkv, P, D]
+    v16 = unpack_to_logical(cache.v_codes, cfg.bits, cfg.tile).to(torch.float16)
+    if cfg.k_mode == "KC":
+        k16 = k16 * cache.k_meta[:, :, :, 0].repeat_interleave(cfg.tile, 2) + cache.k_meta[:, :, :, 1].repeat_interleave(cfg.tile, 2)
+    else:
+        k16 = k16 * cache.k_meta[..., 0:1] + cache.k_meta[..., 1:2]
+    v16 = v16 * cache.v_meta[..., 0:1] + cache.v_meta[..., 1:2]
+    k16 = torch.cat([k16, cache.k_res], dim=2)  # [B, Hkv, T, D]
+    v16 = torch.cat([v16, cache.v_res], dim=2)
+    return decode_attention(q.to(torch.float16), k16, v16, sm_scale=sm_scale).to(q.dtype)
+
+
+# ------------------------------------------------------------------------------ compile without a GPU
+
+
+def compile_for_target(kernel: str, *, bits: int, k_mode: str = "KC", G: int = 4, D: int = 128, tile: int = 128,
+                       arch: int = 90):
+    """Compile one kernel for GPUTarget("cuda", arch, 32) with no GPU present (the interpreter lets
+    some errors through). kernel: "triton", "cuda_core" or "quantize_pack". Pointer and stride
+    arguments are marked 16-divisible as the JIT marks them at run time. Returns the compiled
+    kernel (its .asm holds ttgir and ptx). Must run in a process where TRITON_INTERPRET is unset."""
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    word = "*i32" if bits == 4 else "*i16"
+    if kernel == "quantize_pack":
+        fn = _quantize_pack_kernel
+        types = dict(K="*fp16", V="*fp16", KCo=word, KMo="*fp16", VCo=word, VMo="*fp16")
+        const = dict(K_PER_CHANNEL=k_mode == "KC", BITS=bits, TILE=tile, D=D)
+    else:
+        fn = _bitdecode_split_kernel if kernel == "triton" else _bitdecode_split_cuda_core_kernel
+        types = dict(Q="*fp16", KC=word, KM="*fp16", VC=word, VM="*fp16", KR="*fp16", VR="*fp16",
+                     PartialOut="*fp32", Lse="*fp32", qk_scale="fp32")
+        use_dot = kernel == "triton"
+        const = dict(G=G, BLOCK_G=max(16, triton.next_power_of_2(G)) if use_dot else triton.next_power_of_2(G),
+                     D=D, BITS=bits, TILE=tile, K_PER_CHANNEL=k_mode == "KC", BLOCK_R=16, USE_DOT=use_dot)
+    sig = {name: types.get(name, "constexpr" if name in const else "i32") for name in fn.arg_names}
+    div16 = [i for i, name in enumerate(fn.arg_names) if types.get(name, "").startswith("*") or name.startswith("stride_")]
+    attrs = {(i,): [["tt.divisibility", 16]] for i in div16}
+    return triton.compile(ASTSource(fn=fn, signature=sig, constexprs=const, attrs=attrs), target=GPUTarget("cuda", arch, 32))
+
+
+# ------------------------------------------------------------------------------------ bytes and main
+
+
+def bitdecode_bytes(cache, H: int, elem_bytes: int = 2) -> int:
+    """Fewest bytes a decode step moves: the packed codes, scales and zeros, the fp16 residual,
+    q read and out written: cache.nbytes() + 2 * B * H * D * elem_bytes. (The fp32 split buffers
+    are extra traffic of the split-KV method and are not counted.)"""
+    return cache.nbytes() + 2 * cache.B * H * cache.D * elem_bytes
+
+
+def main(B=2, H=8, Hkv=2, T=300, D=64, bits=4, k_mode="KC", device=None):
+    """Small self-check: every impl against the fp32 reference on the dequantized cache. Raises."""
+    from msrbook.kvquant import QuantConfig, QuantKVCache
+    from msrbook.testing import assert_close
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    q, k, v = (torch.randn(*s, generator=gen).to(device, torch.float16) for s in ((B, H, D), (B, Hkv, T, D), (B, Hkv, T, D)))
+    cache = QuantKVCache(QuantConfig(bits=bits, k_mode=k_mode), B, Hkv, D, device=device)
+    cache.append(k, v)
+    ref = bitdecode_attention(q, cache, impl="ref").float()
+    for impl in ("triton", "cuda_core", "naive"):
+        assert_close(bitdecode_attention(q, cache, impl=impl).float(), ref, rtol=1e-2, atol=1e-2, name=impl)
+    print(f"bitdecode ok: B={B} H={H} Hkv={Hkv} T={T} D={D} {bits}-bit {k_mode}")
+
+
+if __name__ == "__main__":
+    main()
