@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .candidates import Candidate, catalogue, sample_pool
-from .generate import InputSet, oracle_outputs
+from .generate import InputSet, generate_inputs, oracle_outputs
 from .problems import Problem, run_trusted
 from .verify import direct_labels, mutual_verification, output_value, single_candidate_labels, threshold_for, wilson
 
@@ -147,3 +147,54 @@ def catch_rows(run: ProblemRun, label: str) -> list[dict]:
                          smallest_failing_scale=min((scales[t] for t in bad), default=None),
                          timeouts=sum(v == "time_limit" for v in verdicts)))
     return rows
+
+
+# -- whole experiments (what the notebooks call) ---------------------------------------------------------
+
+def run_problems(problems, n_inputs: int, seed: int, runner: Runner, ceiling: int | None = None) -> list[ProblemRun]:
+    """Three-step inputs for each problem, then its whole catalogue on them."""
+    return [run_problem(p, generate_inputs(p, n_inputs, seed, ceiling), runner) for p in problems]
+
+
+def speed_row(runs: list[ProblemRun], label: str) -> dict:
+    n, s = sum(r.runs for r in runs), sum(r.run_s for r in runs)
+    return dict(inputs=label, problems=len(runs), sandbox_runs=n, run_s=round(s, 3), runs_per_s=n / s if s else None,
+                timeouts=sum(v == "time_limit" for r in runs for vs in r.verdicts for v in vs),
+                oracle_s=round(sum(r.oracle_s for r in runs), 3))
+
+
+def verification_summary(runs: list[ProblemRun], n_max: int, sizes, thresholds, repeats: int, seed: int) -> list[dict]:
+    """Acceptance and pooled labelling accuracy per (rule, pool size, threshold), over all problems."""
+    out = []
+    for hard_rule in (False, True):
+        rows = [row for r in runs for row in verification_rows(r, pools(r, n_max, repeats, seed), sizes, thresholds, hard_rule)]
+        for n in sizes:
+            for tau in thresholds:
+                sel = [x for x in rows if x["n_candidates"] == n and x["threshold"] == tau]
+                acc = [x for x in sel if x["accepted"]]
+                out.append(dict(rule="tau, 0.4 for hard" if hard_rule else "tau for all", n_candidates=n, threshold=tau,
+                                pools=len(sel), accepted=len(acc), ties=sum(x["reason"] == "tie for largest" for x in sel),
+                                wrong_group_accepted=sum(x["labels_correct"] < x["labels"] for x in acc), **accuracy(acc)))
+    return out
+
+
+def per_problem_summary(runs: list[ProblemRun], n: int, tau: float, repeats: int, seed: int) -> list[dict]:
+    out = []
+    for r in runs:
+        rows = verification_rows(r, pools(r, n, repeats, seed), [n], [tau])
+        acc = [x for x in rows if x["accepted"]]
+        out.append(dict(problem=r.problem.name, hard=r.problem.hard, p_correct=r.problem.p_correct,
+                        dominant_bug=r.problem.dominant or "", mean_correct_share=sum(x["correct_in_pool"] for x in rows) / (n * len(rows)),
+                        acceptance=len(acc) / len(rows), **accuracy(acc)))
+    return out
+
+
+def baseline_summary(runs: list[ProblemRun], n: int, tau: float, repeats: int, seed: int, p0: float,
+                     per_decade: float) -> list[dict]:
+    """Mutual verification (accepted problems) against the two labellers that label everything."""
+    mv = [x for r in runs for x in verification_rows(r, pools(r, n, repeats, seed), [n], [tau]) if x["accepted"]]
+    base = [x for r in runs for x in baseline_rows(r, pools(r, n, repeats, seed), p0, per_decade, seed)]
+    out = [dict(method=f"mutual verification (n={n}, tau={tau})", **accuracy(mv))]
+    for m in ("single candidate", "direct (simulated)"):
+        out.append(dict(method=m, **accuracy([x for x in base if x["method"] == m])))
+    return out
