@@ -13,21 +13,24 @@ How (Linux, as root; the mechanisms are listed in MECHANISMS):
 
 * The harness starts `workers` worker processes. Each enters new mount, network, PID, IPC and UTS
   namespaces (libc `unshare` through ctypes) and forks the PID namespace's init. The init hides
-  $HOME, /root, /home, /tmp, /var/tmp, /run and /dev/shm under empty tmpfs mounts (re-exposing only
-  the Python installation's own folders), remounts every other mount read-only and nosuid, and
-  pre-imports common modules. It stays root and never runs untrusted code.
-* Per run, the init mounts fresh tmpfs on /tmp (with a private work folder) and /dev/shm, then forks a child that
-  sets rlimits (CPU, address space, process count, file size, open files, no core), redirects
-  stdin/stdout/stderr to files only root can open by name, drops to a uid of its own (no groups,
-  no_new_privs, not dumpable), installs a seccomp filter and exec()s the compiled program. No
-  interpreter start-up per run.
-* The init waits on a pidfd with the wall-clock limit, SIGKILLs every process left in the namespace
-  (kill(-1) from the init reaches all of them and nothing outside), reaps them, and unmounts /tmp and /dev/shm.
-  If a worker dies or stops answering, the harness kills its process group (the init has
-  PR_SET_PDEATHSIG, so the whole namespace dies with it) and starts a new one.
+  $HOME, /root, /home, /tmp, /var/tmp, /run, /dev/shm, the repository and the harness's working
+  folder under empty tmpfs mounts (re-exposing only the Python installation's own folders),
+  remounts every other mount read-only and nosuid, and pre-imports common modules. It stays root
+  and never runs untrusted code.
+* Per run, the init mounts fresh tmpfs on /tmp (with a private work folder) and /dev/shm, then
+  forks a child that sets rlimits (CPU, address space, process count, file size, open files, no
+  core), redirects stdin/stdout/stderr to files only root can open by name, drops to a uid of its
+  own (no groups, no_new_privs, not dumpable), installs a seccomp filter and exec()s the compiled
+  program. No interpreter start-up per run.
+* The init waits on a pidfd with the wall-clock limit, SIGKILLs every process left in the
+  namespace (kill(-1) from the init reaches all of them and nothing outside), reaps them, and
+  unmounts /tmp and /dev/shm. If a worker dies or stops answering, the harness kills its process
+  group (the init has PR_SET_PDEATHSIG, so the whole namespace dies with it) and starts a new one.
 
-Not root: SandboxUnavailable. A second uid, an uid-scoped RLIMIT_NPROC and hiding the harness's
-files need root (or newuidmap helpers this module does not use); `check()` says what is missing.
+Not root: SandboxUnavailable. With user namespaces alone only one uid can be mapped (without the
+setuid newuidmap helper), so the program would run as the harness's own user: files readable only
+by that user would be readable, and RLIMIT_NPROC would count the harness's processes too.
+`check()` says which features this machine has.
 The file is longer than the house's ~300 lines because the worker must be importable by a bare
 `python -I` from this one module (the registry lists it as the chapter's code path).
 """
@@ -104,9 +107,9 @@ MECHANISMS = [  # (threat, mechanism): the table notebook 01 prints
     ("memory exhaustion", "RLIMIT_AS per process; tmpfs sizes bound files in memory"),
     ("fork bomb", "RLIMIT_NPROC on a uid of the sandbox's own; PID namespace init kills all on exit"),
     ("huge output or files", "stdout/stderr to files under RLIMIT_FSIZE (SIGXFSZ); sized tmpfs"),
-    ("network access", "new network namespace: no interfaces up, not even loopback to the host"),
+    ("network access", "new network namespace: no interface is up (not even loopback) and the host's are not in it"),
     ("writing outside its folder", "mount namespace: every mount read-only, /tmp and /dev/shm private tmpfs, unprivileged uid"),
-    ("reading secrets", "fresh minimal environment; $HOME, /root, /home, /run, host /tmp hidden; other uid; own /proc"),
+    ("reading secrets", "fresh minimal environment; $HOME, /root, /home, /run, host /tmp, the repository hidden; other uid; own /proc"),
     ("killing the harness", "own PID namespace and session; init is root, other uid; harness re-spawns lost workers"),
     ("privilege escalation", "setgroups([]), setresuid to an unprivileged uid, no_new_privs, nosuid mounts, not dumpable"),
 ]
@@ -241,25 +244,36 @@ def _mounts() -> list[str]:
         return [line.split()[4].encode().decode("unicode_escape") for line in f]
 
 
-def _keep_paths() -> list[str]:
-    """Folders of the Python installation the child must still read after HIDE is covered."""
+def _keep_paths(hide: list[str]) -> list[str]:
+    """Folders of the Python installation the child must still read after `hide` is covered."""
     paths = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)}
     paths |= {os.path.realpath(p) for p in sys.path if p and os.path.isdir(p)}
-    hidden = [os.path.realpath(h) for h in HIDE if os.path.isdir(h)]
+    hidden = [os.path.realpath(h) for h in hide if os.path.isdir(h)]
     under = sorted(p for p in paths if any(p == h or p.startswith(h + "/") for h in hidden))
     return [p for i, p in enumerate(under) if not any(p.startswith(q + "/") for q in under[:i])]
 
 
-def _setup_mounts(libc) -> None:
+def _may_hide(path: str) -> bool:
+    """An extra folder (the harness's) may be hidden unless it is a system folder or lies inside
+    the Python installation: covering it would take away what the programs run on."""
+    p = os.path.realpath(path)
+    inside = lambda p, q: p == q or p.startswith(q.rstrip("/") + "/")  # noqa: E731
+    system = ("/usr", "/etc", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/proc", "/sys", "/dev")
+    py = {os.path.realpath(x) for x in (sys.prefix, sys.base_prefix, *sys.path) if x}
+    return p != "/" and not any(inside(p, q) for q in system) and not any(inside(p, q) for q in py)
+
+
+def _setup_mounts(libc, extra_hide=()) -> None:
     _ok(libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "make / private")
     _ok(libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV, None), "mount /proc")
-    keep = _keep_paths()
+    hide = list(HIDE) + [h for h in extra_hide if _may_hide(h)]
+    keep = _keep_paths(hide)
     _ok(libc.mount(b"tmpfs", b"/run", b"tmpfs", MS_NOSUID | MS_NODEV, b"mode=0755,size=1m"), "tmpfs /run")
     stage = "/run/.keep"
     for i, p in enumerate(keep):
         os.makedirs(f"{stage}/{i}")
         _ok(libc.mount(p.encode(), f"{stage}/{i}".encode(), None, MS_BIND | MS_REC, None), f"bind {p}")
-    for h in HIDE:
+    for h in hide:
         if h != "/run" and os.path.isdir(h) and not os.path.islink(h):
             _ok(libc.mount(b"tmpfs", h.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, b"mode=0755,size=1m"), f"hide {h}")
     for i, p in enumerate(keep):
@@ -271,6 +285,10 @@ def _setup_mounts(libc) -> None:
             continue  # device nodes (/dev/null) must stay writable; /proc is the namespace's own
         flags = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | (0 if mp.startswith("/dev") else MS_NODEV)
         libc.mount(None, mp.encode(), None, flags, None)  # best effort: a stacked, hidden mount may refuse
+    with open("/proc/self/mountinfo") as f:  # but the root itself must now be read-only
+        root_opts = next(line.split()[5] for line in f if line.split()[4] == "/").split(",")
+    if "ro" not in root_opts:
+        raise OSError("could not remount / read-only in the sandbox's mount namespace")
 
 
 def _worker_main() -> None:
@@ -293,7 +311,7 @@ def _worker_main() -> None:
         # (getppid() is 0 in a new PID namespace, so the usual race check does not apply; the outer
         # process cannot exit before the init: it only waits for it.)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        _setup_mounts(libc)
+        _setup_mounts(libc, cfg.get("hide", []))
         _prepare_seccomp()
         os.chdir("/")
         os.environ.clear()
@@ -462,12 +480,24 @@ def _read(path: str, offset: int, n: int) -> str:
 
 
 # --- the harness side ----------------------------------------------------------------------------
+def _harness_paths() -> list[str]:
+    """The harness's own folders, hidden from programs too: the repository (its data could hold the
+    very outputs a candidate is judged against) and the working directory."""
+    paths = {os.path.realpath(os.getcwd())}
+    try:
+        from . import repo_root
+        paths.add(str(repo_root().resolve()))
+    except (ImportError, FileNotFoundError):
+        pass
+    return sorted(paths)
+
+
 class _Worker:
     """One worker process (and its namespaces), talked to over two pipes."""
 
     def __init__(self, preload: tuple[str, ...]):
         self.uid = UID_BASE + random.randrange(UID_SPAN)
-        cfg = json.dumps({"uid": self.uid, "preload": list(preload)})
+        cfg = json.dumps({"uid": self.uid, "preload": list(preload), "hide": _harness_paths()})
         self.proc = subprocess.Popen(
             [sys.executable, "-I", "-c", "from msrbook.sandbox import _worker_main; _worker_main()", cfg],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=dict(SAFE_ENV),
@@ -562,15 +592,15 @@ class Sandbox:
         w = self._checkout()
         try:
             r = w.run(code, stdin, lim)
-        except (TimeoutError, ConnectionError, OSError, ValueError) as e:
+        except BaseException as e:
+            # the worker's state is unknown (it died, hung, or this thread was interrupted mid-message):
+            # kill it and free its slot, so the next run starts a fresh one
             self._retire(w)
-            try:
-                w = self._spawn()
-            except BaseException:
-                with self._lock:
-                    self._started -= 1
+            with self._lock:
+                self._started -= 1
+            if not isinstance(e, (TimeoutError, ConnectionError, OSError, ValueError)):
                 raise
-            r = Result(Verdict.KILLED, "", "", None, 0.0, 0.0, 0.0, f"sandbox worker lost ({e}); restarted")
+            return Result(Verdict.KILLED, "", "", None, 0.0, 0.0, 0.0, f"sandbox worker lost ({e}); replaced")
         self._idle.put(w)
         return r
 
@@ -591,8 +621,9 @@ class Sandbox:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
-        while not self._idle.empty():
-            self._retire(self._idle.get())
+        for w in list(self._all):
+            self._retire(w)
+        self._idle = queue.Queue()
         self._started = 0
 
     def __enter__(self):

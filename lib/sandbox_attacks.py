@@ -104,6 +104,8 @@ for p in glob.glob('/proc/*/environ'):
     except OSError as e:
         print(p, type(e).__name__)""", "no_secret"),
     _a("read /etc/shadow", "reading secrets", "runtime_error", "print(open('/etc/shadow').read())"),
+    # the repository is hidden: its data could hold the outputs a candidate is judged against
+    _a("read a world-readable repository file", "reading secrets", "runtime_error", "print(open($repo_file).read())"),
     _a("connect to 127.0.0.1", "network access", "runtime_error",
        "import socket\nsocket.create_connection(('127.0.0.1', $port4), timeout=2)", "no_connection"),
     _a("connect to ::1", "network access", "runtime_error",
@@ -218,7 +220,8 @@ class _Context:
         self.listeners = [s for s in (_listener(socket.AF_INET, "127.0.0.1"), _listener(socket.AF_INET6, "::1")) if s]
         ports = {s.family: s.getsockname()[1] for s in self.listeners}
         self.ipv6 = socket.AF_INET6 in ports
-        files = {"secret_file": str(self.dirs[0] / "secret.txt"), "secret_file_tmp": str(self.dirs[1] / "secret.txt")}
+        files = {"secret_file": str(self.dirs[0] / "secret.txt"), "secret_file_tmp": str(self.dirs[1] / "secret.txt"),
+                 "repo_file": str(repo_root() / "chapters.yml")}
         self.fmt = {**{k: repr(v) for k, v in {**self.targets, **files}.items()},
                     "port4": ports.get(socket.AF_INET, 9), "port6": ports.get(socket.AF_INET6, 9)}
         self._old_env = os.environ.get(SECRET_ENV)
