@@ -39,6 +39,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .energy import KB_EV
 from .observables import cluster_stats_torch
 
 N_SPECIES, N_ACTIONS, N_SHELL = 3, 8, 14
@@ -50,11 +51,11 @@ class SwarmConfig:
     hidden: int = 64  # width of the actor's and critic's hidden layers
     layers: int = 2  # hidden layers of each
     lr: float = 3e-3  # Adam learning rate
-    gamma: float = 0.9  # discount per KMC step
-    lam: float = 0.9  # GAE lambda
+    gamma: float = 0.99  # discount per KMC event (a short horizon favours greedy jumps; notebook 03 compares)
+    lam: float = 0.95  # GAE lambda
     clip: float = 0.2  # PPO ratio clip
     epochs: int = 4  # PPO passes over each rollout (full batch)
-    rollout_steps: int = 32  # KMC steps per replica per rollout
+    rollout_steps: int = 64  # KMC events per replica per rollout
     reset_every: int = 8  # rollouts before the replicas are redrawn as fresh random alloys
     value_coef: float = 0.5  # weight of the critic's squared error
     kl_coef: float = 0.0  # weight of KL(P || p) = E_P[-log w] per step
@@ -145,7 +146,7 @@ class TiltPolicy:
     It favours energy-lowering jumps as strongly as the reward -dE could ask for, with no training."""
 
     def __init__(self, tilt_temperature: float):
-        self.beta = 1.0 / (8.617333262e-5 * tilt_temperature)  # 1/eV
+        self.beta = 1.0 / (KB_EV * tilt_temperature)  # 1/eV
 
     def act(self, kmc) -> torch.Tensor:
         return -self.beta * kmc.jump_dE()  # (R, V, A)
@@ -153,7 +154,7 @@ class TiltPolicy:
 
 # -- rollouts and PPO --------------------------------------------------------------------------
 @torch.no_grad()
-def rollout(kmc, policy: SwarmPolicy, steps: int, e0: torch.Tensor, n_cu: torch.Tensor, reward_scale: float) -> dict:
+def rollout(kmc, policy: SwarmPolicy, steps: int, e0: torch.Tensor, n_cu: int, reward_scale: float) -> dict:
     """Run `steps` swarm events; returns stacked (T, R, ...) tensors for PPO."""
     keys = ("obs", "log_rates", "k", "logp", "g", "reward", "log_w", "dE")
     buf = {k: [] for k in keys}
@@ -186,7 +187,6 @@ def gae(reward: torch.Tensor, value: torch.Tensor, last_value: torch.Tensor, gam
 
 def ppo_loss(policy: SwarmPolicy, batch: dict, adv: torch.Tensor, ret: torch.Tensor, cfg: SwarmConfig) -> dict:
     """Clipped PPO surrogate + critic error (+ KL to the physical process) on a (T, R) batch."""
-    T, R = batch["k"].shape
     obs = batch["obs"].flatten(0, 1)  # (T*R, V, F)
     log_rates = batch["log_rates"].flatten(0, 1)  # (T*R, V, A)
     logits = policy(obs)
