@@ -573,12 +573,14 @@ class Sandbox:
 
     def _spawn(self) -> _Worker:
         w = _Worker(self.preload)
-        self._all.append(w)
+        with self._lock:
+            self._all.append(w)
         return w
 
     def _retire(self, w: _Worker) -> None:
         w.kill()
-        self._all = [x for x in self._all if x is not w]
+        with self._lock:
+            self._all = [x for x in self._all if x is not w]
 
     def worker_uids(self) -> list[int]:
         """The uids this pool's programs run as (one per worker), for leftover-process checks."""

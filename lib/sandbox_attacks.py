@@ -35,7 +35,7 @@ SECRET_ENV = "MSRBOOK_SANDBOX_SECRET"
 class Attack:
     name: str
     threat: str          # a threat of msrbook.sandbox.MECHANISMS
-    code: str            # a string.Template: $port4 $port6 $secret_file $t_repo ... (values as Python literals)
+    code: str            # a string.Template: $port4 $udp4 $abstract $secret_file $t_repo ... (Python literals)
     expected: Verdict
     check: str = ""      # extra condition: "bounded_count", "no_secret", "no_connection"
 
@@ -118,7 +118,13 @@ addr = struct.pack('<H', socket.AF_INET) + struct.pack('>H', $port4) + socket.in
 if fd < 0 or libc.connect(fd, addr, len(addr)) != 0:
     raise OSError(ctypes.get_errno(), 'connect refused')
 print('connected')""", "no_connection"),
+    _a("UDP datagram to 127.0.0.1", "network access", "runtime_error",
+       "import socket\nsocket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x', ('127.0.0.1', $udp4))",
+       "no_connection"),
+    _a("connect to an abstract unix socket", "network access", "runtime_error",
+       "import socket\nsocket.socket(socket.AF_UNIX).connect($abstract)", "no_connection"),
     _a("kill the parent", "killing the harness", "runtime_error", "import os\nos.kill(os.getppid(), 9)"),
+    _a("kill the harness by its host pid", "killing the harness", "runtime_error", "import os\nos.kill($harness_pid, 9)"),
     _a("kill its process group", "killing the harness", "killed", "import os\nos.killpg(0, 9)"),
     _a("kill -1 from Python", "killing the harness", "runtime_error", "import os\nos.kill(-1, 9)"),
     _a("kill -9 -1 from a shell", "killing the harness", "killed",
@@ -160,11 +166,13 @@ if libc.unshare(0x10000000) != 0:  # CLONE_NEWUSER
 ]
 
 
-def _listener(family: int, host: str) -> socket.socket | None:
+def _listener(family: int, address, kind: int = socket.SOCK_STREAM) -> socket.socket | None:
+    """A non-blocking listener (or bound datagram socket) on a loopback or abstract address."""
     try:
-        s = socket.socket(family, socket.SOCK_STREAM)
-        s.bind((host, 0))
-        s.listen(8)
+        s = socket.socket(family, kind)
+        s.bind(address)
+        if kind == socket.SOCK_STREAM:
+            s.listen(8)
         s.setblocking(False)
         return s
     except OSError:  # no IPv6 on this machine
@@ -172,12 +180,15 @@ def _listener(family: int, host: str) -> socket.socket | None:
 
 
 def _accepted(listeners) -> int:
+    """Connections accepted plus datagrams received since the last call."""
     n = 0
     for s in listeners:
         while True:
             try:
-                conn, _ = s.accept()
-                conn.close()
+                if s.type == socket.SOCK_STREAM:
+                    s.accept()[0].close()
+                else:
+                    s.recvfrom(65536)
                 n += 1
             except BlockingIOError:
                 break
@@ -217,13 +228,17 @@ class _Context:
         self.targets = {"t_repo": str(repo_root() / name), "t_tmp": f"/tmp/{name}", "t_shm": f"/dev/shm/{name}",
                         "t_vartmp": f"/var/tmp/{name}", "t_home": f"{home}/{name}", "t_root_rel": name,
                         "t_repo_sh": str(repo_root() / (name + "-sh"))}
-        self.listeners = [s for s in (_listener(socket.AF_INET, "127.0.0.1"), _listener(socket.AF_INET6, "::1")) if s]
-        ports = {s.family: s.getsockname()[1] for s in self.listeners}
-        self.ipv6 = socket.AF_INET6 in ports
+        tcp4, tcp6 = _listener(socket.AF_INET, ("127.0.0.1", 0)), _listener(socket.AF_INET6, ("::1", 0))
+        udp4 = _listener(socket.AF_INET, ("127.0.0.1", 0), socket.SOCK_DGRAM)
+        abstract = b"\0msrbook-sbx-" + tok.encode()  # abstract unix sockets belong to a network namespace
+        unix = _listener(socket.AF_UNIX, abstract)
+        self.listeners = [s for s in (tcp4, tcp6, udp4, unix) if s]
+        self.ipv6 = tcp6 is not None
         files = {"secret_file": str(self.dirs[0] / "secret.txt"), "secret_file_tmp": str(self.dirs[1] / "secret.txt"),
                  "repo_file": str(repo_root() / "chapters.yml")}
         self.fmt = {**{k: repr(v) for k, v in {**self.targets, **files}.items()},
-                    "port4": ports.get(socket.AF_INET, 9), "port6": ports.get(socket.AF_INET6, 9)}
+                    "port4": tcp4.getsockname()[1], "port6": tcp6.getsockname()[1] if tcp6 else 9,
+                    "udp4": udp4.getsockname()[1], "abstract": repr(abstract), "harness_pid": os.getpid()}
         self._old_env = os.environ.get(SECRET_ENV)
         os.environ[SECRET_ENV] = self.env_secret
         self.planted = {d: self._snapshot(d / "secret.txt") for d in self.dirs}

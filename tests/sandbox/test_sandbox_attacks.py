@@ -42,15 +42,22 @@ def test_network_attacks_touch_only_loopback():
 
 
 def test_listener_check_can_fail():
-    """_accepted() sees a connection when one is made from the harness itself (not the sandbox)."""
-    ls = A._listener(socket.AF_INET, "127.0.0.1")
-    c = socket.create_connection(ls.getsockname(), timeout=2)
+    """_accepted() counts a TCP connection, a UDP datagram and an abstract-socket connection made
+    from the harness itself (outside the sandbox's network namespace)."""
+    tcp = A._listener(socket.AF_INET, ("127.0.0.1", 0))
+    udp = A._listener(socket.AF_INET, ("127.0.0.1", 0), socket.SOCK_DGRAM)
+    name = b"\0msrbook-sbx-test-" + str(os.getpid()).encode()
+    unix = A._listener(socket.AF_UNIX, name)
+    clients = [socket.create_connection(tcp.getsockname(), timeout=2), socket.socket(socket.AF_UNIX)]
+    clients[1].connect(name)
+    socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"x", udp.getsockname())
     time.sleep(0.05)
     try:
-        assert A._accepted([ls]) == 1
+        assert A._accepted([tcp, udp, unix]) == 3
+        assert A._accepted([tcp, udp, unix]) == 0   # counted once
     finally:
-        c.close()
-        ls.close()
+        for s in clients + [tcp, udp, unix]:
+            s.close()
 
 
 def test_leftover_checks_can_fail():
