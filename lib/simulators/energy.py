@@ -82,9 +82,13 @@ def jump_dE(s_v: torch.Tensor, s_t: torch.Tensor, W: torch.Tensor) -> torch.Tens
     return (Wf[iv].sum(-1) - self_v) - (Wf[it].sum(-1) - self_t)
 
 
-def jump_rates(X: torch.Tensor, dE: torch.Tensor, temperature: float, params: FeCuParams = DEFAULT) -> torch.Tensor:
-    """Gamma = nu exp(-(E_a0(X) + dE/2) / kT); 0 where X is a vacancy. X, dE: (..., 8)."""
-    ea0 = torch.tensor(params.ea0, dtype=dE.dtype, device=dE.device)[X]
+def jump_rates(X: torch.Tensor, dE: torch.Tensor, temperature: float, params: FeCuParams = DEFAULT,
+               ea0_table: torch.Tensor | None = None) -> torch.Tensor:
+    """Gamma = nu exp(-(E_a0(X) + dE/2) / kT); 0 where X is a vacancy. X, dE: (..., 8). ea0_table: params.ea0
+    already on dE's device (a host-to-device copy cannot run inside CUDA graph capture)."""
+    if ea0_table is None:
+        ea0_table = torch.tensor(params.ea0, dtype=dE.dtype, device=dE.device)
+    ea0 = ea0_table[X]
     g = params.nu * torch.exp(-(ea0 + 0.5 * dE) * beta(temperature))
     return torch.where(X == VAC, torch.zeros_like(g), g)
 

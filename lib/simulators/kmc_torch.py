@@ -21,7 +21,8 @@ V - 1 <= max_local (or cells <= 3) every vacancy is recomputed every step.
 
 Neighbour sites are computed from coordinates, not read from an (N, 14) table, so memory stays at
 one byte per site plus (R, V)-sized state. On CUDA, `run`/`advance` replay a CUDA graph of
-`graph_steps` steps; random numbers come from the simulator's own generator, drawn outside the graph.
+`graph_steps` steps (use_graph); random numbers come from the simulator's own generator, drawn outside
+the graph. compile=True also runs the step through torch.compile.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ class TorchKMC:
     def __init__(self, cells: int, replicas: int, cu_frac: float = 0.0134, vacancies: int = 1,
                  temperature: float = 573.0, seed: int = 0, device="cpu", dtype=torch.float64,
                  params: FeCuParams = DEFAULT, species0: torch.Tensor | None = None, max_local: int = 16,
-                 graph_steps: int = 32):
+                 graph_steps: int = 32, use_graph: bool = True, compile: bool = False):
         self.cells = bcc.check_cells(cells)
         self.N, self.R, self.V = bcc.n_sites(cells), int(replicas), int(vacancies)
         self.temperature, self.params, self.dtype = float(temperature), params, dtype
@@ -91,6 +92,7 @@ class TorchKMC:
         self.max_local = int(max_local)
         self._overflow = torch.zeros(self.R, dtype=torch.bool, device=self.device)
         self._W = torch.from_numpy(params.swap_table()).to(self.device, dtype)  # (3, 14, 3)
+        self._ea0 = torch.tensor(params.ea0, dtype=dtype, device=self.device)
         self._shell = torch.from_numpy(bcc.SHELL).to(self.device, torch.int32)  # (14, 3)
         # offsets of a vacancy's 14 shell sites, then of the 14 shell sites of each of its 8 targets
         both = torch.cat([torch.from_numpy(bcc.SHELL), torch.from_numpy(bcc.NN1[:, None] + bcc.SHELL[None]).reshape(-1, 3)])
@@ -105,8 +107,10 @@ class TorchKMC:
         self._vtot = torch.zeros(self.R, self.V, dtype=dtype, device=self.device)
         self._recompute(torch.arange(self.V, device=self.device).expand(self.R, self.V))
         self.energy = energy_from_scratch(self.species, self.cells, params)
-        self.graph_steps = int(graph_steps)
+        self.graph_steps, self.use_graph = int(graph_steps), bool(use_graph)
         self._graph = None
+        # torch.compile fuses the step's many small elementwise kernels (CUDA; compile time ~1 min)
+        self._compiled = torch.compile(self._one_step, dynamic=False) if compile else None
 
     # -- neighbours ----------------------------------------------------------------------------
     def _shell_sites(self, sites: torch.Tensor, offsets: torch.Tensor | None = None) -> torch.Tensor:
@@ -147,7 +151,7 @@ class TorchKMC:
         sp = self._gather(self._shell_sites(sites, self._reach))  # (R, M, 14 + 8*14)
         s_v, s_t = sp[..., :bcc.K], sp[..., bcc.K:].unflatten(-1, (8, bcc.K))  # (R, M, 14), (R, M, 8, 14)
         dE = jump_dE(s_v, s_t, self._W)
-        return jump_rates(s_v[..., :8], dE, self.temperature, self.params), dE
+        return jump_rates(s_v[..., :8], dE, self.temperature, self.params, self._ea0), dE
 
     def _recompute(self, vidx: torch.Tensor) -> None:
         """Recompute rates of vacancies vidx (R, M) in place (duplicates allowed: same values)."""
@@ -233,7 +237,7 @@ class TorchKMC:
             d = (P - c + self.cells) % m - self.cells  # periodic minimum image, half units
             d = d.clamp(-4, 4) + 4  # outside +-3 maps to the table's False border
             near |= self._influence[d[..., 0], d[..., 1], d[..., 2]]
-        near[self._rows, v] = False
+        near.scatter_(1, v[:, None], False)
         self._overflow |= near.sum(1) > self.max_local
         extra = near.to(torch.int8).topk(self.max_local, dim=1).indices  # flagged first; extras harmless
         self._recompute(torch.cat([v[:, None], extra], 1))
@@ -254,46 +258,39 @@ class TorchKMC:
         return {"v": v, "a": a, "dt": dt, "dE": dE, "log_w": log_w.to(torch.float64), "total": total}
 
     # -- many events ---------------------------------------------------------------------------
+    def _one_step(self, u: torch.Tensor, t_stop: torch.Tensor) -> None:
+        """One classical step of every replica, an event past t_stop suppressed. u: (R, 2) uniforms."""
+        v, a, total = self._choose_classical(u[:, 0].to(self.dtype))
+        self._apply(v, a, total.to(torch.float64), u[:, 1], t_stop)
+
     def _steps_until(self, u: torch.Tensor, t_stop: torch.Tensor) -> None:
-        """len(u) classical steps, events past t_stop suppressed. u: (S, R, 2) uniforms."""
+        """len(u) classical steps. u: (S, R, 2) uniforms."""
+        step = self._compiled or self._one_step
         for k in range(u.shape[0]):
-            v, a, total = self._choose_classical(u[k, :, 0].to(self.dtype))
-            self._apply(v, a, total.to(torch.float64), u[k, :, 1], t_stop)
+            step(u[k], t_stop)
 
     def _chunk(self, t_stop: float) -> None:
         S = self.graph_steps
-        if self.device.type != "cuda":
+        if self.device.type != "cuda" or not self.use_graph:
             u = torch.rand(S, self.R, 2, generator=self.gen, device=self.device, dtype=torch.float64)
             self._steps_until(u, torch.full_like(self.time, t_stop))
             return
         if self._graph is None:
             self._u = torch.zeros(S, self.R, 2, dtype=torch.float64, device=self.device)
-            self._t_stop = torch.zeros_like(self.time)
-            saved = self._snapshot()
+            # t_stop = -1 s: every event is suppressed, so warm-up changes nothing (rates are recomputed
+            # to the values they have); capture itself runs nothing
+            self._t_stop = torch.full_like(self.time, -1.0)
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):  # warm-up on a side stream, as torch.cuda.graphs asks
-                self._steps_until(self._u[:1], self._t_stop)
+                self._steps_until(self._u[:2], self._t_stop)
             torch.cuda.current_stream().wait_stream(side)
-            self._restore(saved)
             self._graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(self._graph):
                 self._steps_until(self._u, self._t_stop)
-            self._restore(saved)
         self._u.uniform_(generator=self.gen)
         self._t_stop.fill_(t_stop)
         self._graph.replay()
-
-    def _snapshot(self):
-        return [t.clone() for t in self._state()]
-
-    def _restore(self, saved) -> None:
-        for t, s in zip(self._state(), saved):
-            t.copy_(s)
-
-    def _state(self):
-        return (self.species, self.vac_pos, self.time, self.energy, self.events, self._rates, self._dE,
-                self._vtot, self._overflow)
 
     def advance(self, until_time: float) -> None:
         """Run every replica to physical time until_time (s): the state afterwards is each replica's
