@@ -217,7 +217,9 @@ class _Context:
         tok = secrets.token_hex(8)
         self.secret = f"SECRET-{tok}"
         self.env_secret = f"ENV-{tok}"
-        self.dirs = [Path(tempfile.mkdtemp(prefix=".sbx-secret-", dir=repo_root())),
+        cache = repo_root() / ".cache"  # inside the repository, and git-ignored should a crash leave it
+        cache.mkdir(exist_ok=True)
+        self.dirs = [Path(tempfile.mkdtemp(prefix="sbx-secret-", dir=cache)),
                      Path(tempfile.mkdtemp(prefix="msrbook-sbx-secret-"))]
         for d in self.dirs:
             d.chmod(0o755)  # only the file's own mode protects it
