@@ -34,9 +34,20 @@ def _seed(seed):
 
 
 @nb.njit(cache=True, inline="always")
+def _wrap(X, m):
+    # callers stay within 4 half units of the box (offsets of at most 3 from a wrapped site, m >= 4),
+    # so one conditional add replaces a modulo (integer division is the slow part of a neighbour lookup)
+    if X < 0:
+        return X + m
+    if X >= m:
+        return X - m
+    return X
+
+
+@nb.njit(cache=True, inline="always")
 def _site(X, Y, Z, L):
     m = 2 * L
-    X, Y, Z = X % m, Y % m, Z % m
+    X, Y, Z = _wrap(X, m), _wrap(Y, m), _wrap(Z, m)
     return (((X >> 1) * L + (Y >> 1)) * L + (Z >> 1)) * 2 + (X & 1)
 
 

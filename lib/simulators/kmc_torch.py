@@ -28,6 +28,7 @@ the graph. compile=True also runs the step through torch.compile.
 from __future__ import annotations
 
 import math
+import time
 
 import pandas as pd
 import torch
@@ -102,6 +103,7 @@ class TorchKMC:
         infl[d[:, 0], d[:, 1], d[:, 2]] = True
         self._influence = infl.to(self.device)
         self._rows = torch.arange(self.R, device=self.device)
+        self._vidx = torch.arange(self.V, device=self.device).expand(self.R, self.V)
         self._rates = torch.zeros(self.R, self.V, 8, dtype=dtype, device=self.device)
         self._dE = torch.zeros_like(self._rates)
         self._vtot = torch.zeros(self.R, self.V, dtype=dtype, device=self.device)
@@ -227,7 +229,7 @@ class TorchKMC:
 
     def _local_update(self, v, vs, ts) -> None:
         if self.V - 1 <= self.max_local or self.cells <= 3:  # tiny box: images alias, recompute all
-            self._recompute(torch.arange(self.V, device=self.device).expand(self.R, self.V))
+            self._recompute(self._vidx)
             return
         m = 2 * self.cells
         P = torch.stack(bcc.coords(self.vac_pos, self.cells), -1)  # (R, V, 3)
@@ -239,8 +241,13 @@ class TorchKMC:
             near |= self._influence[d[..., 0], d[..., 1], d[..., 2]]
         near.scatter_(1, v[:, None], False)
         self._overflow |= near.sum(1) > self.max_local
-        extra = near.to(torch.int8).topk(self.max_local, dim=1).indices  # flagged first; extras harmless
-        self._recompute(torch.cat([v[:, None], extra], 1))
+        # compact the flagged vacancies into max_local slots (a scan, no sort); free slots keep v,
+        # whose recompute is repeated harmlessly; slot max_local collects the overflow and is dropped
+        K = self.max_local
+        slot = torch.where(near, near.cumsum(1) - 1, K).clamp_(max=K)  # (R, V)
+        buf = v[:, None].expand(self.R, K + 1).clone()
+        buf.scatter_(1, slot, self._vidx)
+        self._recompute(torch.cat([v[:, None], buf[:, :K]], 1))
 
     def step(self, logits: torch.Tensor | None = None) -> dict:
         """One event in every replica. logits None: P(v,a) = Gamma_va / sum Gamma (BKL). logits (R, V, 8):
@@ -292,14 +299,19 @@ class TorchKMC:
         self._t_stop.fill_(t_stop)
         self._graph.replay()
 
-    def advance(self, until_time: float) -> None:
+    def advance(self, until_time: float, max_wall_s: float | None = None) -> bool:
         """Run every replica to physical time until_time (s): the state afterwards is each replica's
-        state at that time. Syncs with the host once per `graph_steps` steps."""
+        state at that time. Syncs with the host once per `graph_steps` steps. With max_wall_s, stops
+        after that many wall seconds; returns whether every replica reached until_time."""
+        t0 = time.perf_counter()
         while True:
             self._chunk(until_time)
             if bool((self.time >= until_time).all()):
-                break
-        self.check()
+                self.check()
+                return True
+            if max_wall_s is not None and time.perf_counter() - t0 > max_wall_s:
+                self.check()
+                return False
 
     def check(self) -> None:
         """Raise if a local update ever missed a vacancy (more than max_local near the changed sites)."""
