@@ -51,7 +51,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 
 
@@ -131,7 +131,10 @@ PRELOAD = ("sys", "os", "io", "math", "cmath", "collections", "itertools", "func
 # pass them in Sandbox(preload=...).
 HIDE = ("/root", "/home", "/tmp", "/var/tmp", "/run", "/dev/shm", "/dev/mqueue")
 SAFE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/tmp/work",
-            "TMPDIR": "/tmp/work", "PYTHONIOENCODING": "utf-8"}
+            "TMPDIR": "/tmp/work", "PYTHONIOENCODING": "utf-8",
+            # one BLAS/OpenMP thread: a numpy import would otherwise start one thread per core,
+            # which RLIMIT_NPROC refuses on a many-core machine (and a forked init must not hold threads)
+            "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def _libc():

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import os
 import secrets
-from string import Template
 import socket
 import stat
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from string import Template
 
 from . import repo_root
 from .sandbox import Limits, Sandbox, Verdict
