@@ -179,3 +179,39 @@ def test_runs_faster_than_an_interpreter_per_run():
 def test_judge_passes_failures_through():
     r = Result(Verdict.TIME_LIMIT, "42\n", "", None, 2.0, 1.0, 10.0)
     assert judge(r, "42") is Verdict.TIME_LIMIT
+
+
+def _bpf(prog, nr: int, arch: int, arg0: int = 0) -> int:
+    """A tiny classic-BPF interpreter over seccomp_data, enough for _seccomp_program's opcodes."""
+    data = {0: nr, 4: arch, 16: arg0 & 0xFFFFFFFF}
+    acc, pc = 0, 0
+    while True:
+        code, jt, jf, k = prog[pc]
+        if code == 0x20:                      # LD W ABS
+            acc = data[k]
+        elif code == 0x06:                    # RET K
+            return k
+        else:
+            taken = {0x15: acc == k, 0x35: acc >= k, 0x45: bool(acc & k)}[code]
+            pc += jt if taken else jf
+        pc += 1
+
+
+@pytest.mark.parametrize("machine", sorted(S.SECCOMP_ARCH))
+def test_seccomp_program_decisions(machine):
+    """The filter for each architecture (aarch64 included, though it runs only on x86_64 here)."""
+    prog = S._seccomp_program(machine)
+    arch, clone, clone3, denied = S.SECCOMP_ARCH[machine]
+    ALLOW, EPERM, ENOSYS = 0x7FFF0000, 0x00050001, 0x00050026
+    assert all(i + 1 + max(jt, jf) < len(prog) for i, (c, jt, jf, _) in enumerate(prog) if c in (0x15, 0x35, 0x45))
+    assert prog[-1][0] == 0x06                                                    # ends in a return
+    for nr in denied:
+        assert _bpf(prog, nr, arch) == EPERM
+    assert _bpf(prog, 0, arch) == ALLOW and _bpf(prog, 1, arch) == ALLOW       # read/write (or io_setup/...)
+    assert _bpf(prog, clone, arch, arg0=0x11) == ALLOW                          # fork-like clone(SIGCHLD)
+    assert _bpf(prog, clone, arch, arg0=0x3D0F00) == ALLOW                      # pthread_create's flags
+    assert _bpf(prog, clone, arch, arg0=S.CLONE_NEWUSER | 0x11) == EPERM
+    assert _bpf(prog, clone, arch, arg0=S.CLONE_NEWNET) == EPERM
+    assert _bpf(prog, clone3, arch) == ENOSYS
+    assert _bpf(prog, 0x40000000 + 1, arch) == EPERM                            # x32 numbering
+    assert _bpf(prog, 1, 0x40000003) == EPERM                                   # another ABI (i386)
