@@ -18,9 +18,15 @@ physical process.
 
 Training is PPO with centralised training and decentralised execution: the actor sees one agent's
 neighbourhood only; a centralised critic sees global features of the replica (its agents' pooled
-neighbourhoods and the energy released per Cu atom so far). The reward is r_t = -dE_t (eV, scaled by
-`reward_scale`): energy-lowering jumps, the ones that drive Cu precipitation, are favoured. An
-optional penalty kl_coef * KL(P || p) = kl_coef * E_P[-log w] per step trades that bias against the
+neighbourhoods and the energy released per Cu atom so far). Two rewards (`reward`):
+
+* "energy": r_t = -dE_t (eV, times `reward_scale`), the energy released by the event. Summed over a
+  horizon it telescopes to the energy released; it also pays for anything else that lowers the
+  energy, such as vacancies binding to each other.
+* "cu_bonds": r_t = the change in the number of Cu-Cu pairs on 1NN and 2NN shells that the event
+  makes (nonzero only when a Cu atom jumps), a direct count of precipitation.
+
+An optional penalty kl_coef * KL(P || p) = kl_coef * E_P[-log w] per step trades that bias against the
 degeneracy of the weights.
 
 Shapes: R replicas, V vacancies (agents) per replica, A = 8 actions, K = 14 shell sites, F = 3K
@@ -43,6 +49,8 @@ from .energy import KB_EV
 from .observables import cluster_stats_torch
 
 N_SPECIES, N_ACTIONS, N_SHELL = 3, 8, 14
+VAC, CU = 0, 2
+REWARDS = ("energy", "cu_bonds")
 
 
 @dataclass(frozen=True)
@@ -59,8 +67,13 @@ class SwarmConfig:
     reset_every: int = 8  # rollouts before the replicas are redrawn as fresh random alloys
     value_coef: float = 0.5  # weight of the critic's squared error
     kl_coef: float = 0.0  # weight of KL(P || p) = E_P[-log w] per step
-    reward_scale: float = 10.0  # reward = -dE * reward_scale (1/eV): returns of order 1 for the critic
+    reward: str = "energy"  # "energy" (-dE) or "cu_bonds" (change in Cu-Cu 1NN + 2NN pairs); see the module doc
+    reward_scale: float = 10.0  # energy reward = -dE * reward_scale (1/eV): returns of order 1 for the critic
     max_grad_norm: float = 1.0  # gradient clipping
+
+    def __post_init__(self):
+        if self.reward not in REWARDS:
+            raise ValueError(f"reward={self.reward!r}; valid: {', '.join(REWARDS)}")
 
     @property
     def n_features(self) -> int:  # F: own shells (+ the 8 targets' shells), one-hot over 3 species
@@ -153,10 +166,30 @@ class TiltPolicy:
 
 
 # -- rollouts and PPO --------------------------------------------------------------------------
+def cu_bond_change(own: torch.Tensor, tgt: torch.Tensor, v: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """(R,) change in Cu-Cu pairs (1NN + 2NN) when vacancy v swaps with its neighbour a.
+
+    own (R, V, K): species on each vacancy's shells; tgt (R, V, 8, K): on each jump target's shells,
+    both before the event. The atom X at target t moves to the vacancy site s: if X is Cu it gains
+    the Cu on s's shells (but t itself, entry a) and loses those on t's shells (s is a vacancy)."""
+    r = torch.arange(own.shape[0], device=own.device)
+    o, t = own[r, v], tgt[r, v, a]  # (R, K) each
+    gain = (o == CU).sum(-1) - (o[r, a] == CU).long()
+    return torch.where(o[r, a] == CU, gain - (t == CU).sum(-1), torch.zeros_like(gain))
+
+
+def _species_seen(obs: torch.Tensor):
+    """Species codes back from the one-hot view with targets: (R, V, K) own and (R, V, 8, K) targets."""
+    R, V, _ = obs.shape
+    own = obs[..., :N_SPECIES * N_SHELL].reshape(R, V, N_SHELL, N_SPECIES).argmax(-1)
+    tgt = obs[..., N_SPECIES * N_SHELL:].reshape(R, V, N_ACTIONS, N_SHELL, N_SPECIES).argmax(-1)
+    return own, tgt
+
+
 @torch.no_grad()
-def rollout(kmc, policy: SwarmPolicy, steps: int, e0: torch.Tensor, n_cu: int, reward_scale: float) -> dict:
+def rollout(kmc, policy: SwarmPolicy, steps: int, e0: torch.Tensor, n_cu: int, cfg: SwarmConfig) -> dict:
     """Run `steps` swarm events; returns stacked (T, R, ...) tensors for PPO."""
-    keys = ("obs", "log_rates", "k", "logp", "g", "reward", "log_w", "dE")
+    keys = ("obs", "log_rates", "k", "logp", "g", "reward", "log_w", "dE", "cu_bonds")
     buf = {k: [] for k in keys}
     for _ in range(steps):
         obs = agent_features(kmc, policy.targets)  # (R, V, F)
@@ -164,10 +197,13 @@ def rollout(kmc, policy: SwarmPolicy, steps: int, e0: torch.Tensor, n_cu: int, r
         log_rates = torch.log(rates)  # -inf for a jump onto a vacancy
         logits = policy(obs)
         g = global_features(obs, (e0 - kmc.energy) / n_cu)
+        own, tgt = _species_seen(obs) if policy.targets else (kmc.neighbour_species(), kmc.target_neighbour_species())
         out = kmc.step(logits=logits.to(rates.dtype))
         k = out["v"] * N_ACTIONS + out["a"]  # (R,) flat event index
         logp = log_proposal(logits, log_rates).gather(1, k[:, None]).squeeze(1)
-        for name, val in zip(keys, (obs, log_rates, k, logp, g, -out["dE"] * reward_scale, out["log_w"], out["dE"])):
+        bonds = cu_bond_change(own, tgt, out["v"], out["a"]).to(out["dE"].dtype)
+        reward = -out["dE"] * cfg.reward_scale if cfg.reward == "energy" else bonds
+        for name, val in zip(keys, (obs, log_rates, k, logp, g, reward, out["log_w"], out["dE"], bonds)):
             buf[name].append(val)
     out = {k: torch.stack(v) for k, v in buf.items()}
     out["last_value"] = policy.value(global_features(agent_features(kmc, policy.targets), (e0 - kmc.energy) / n_cu))
@@ -213,7 +249,7 @@ def train(make_kmc: Callable[[int], object], cfg: SwarmConfig, iterations: int, 
                 policy = SwarmPolicy(cfg).to(kmc.species.device)
                 opt = torch.optim.Adam(policy.parameters(), lr=cfg.lr)
         t0 = time.perf_counter()
-        batch = rollout(kmc, policy, cfg.rollout_steps, e0, n_cu, cfg.reward_scale)
+        batch = rollout(kmc, policy, cfg.rollout_steps, e0, n_cu, cfg)
         with torch.no_grad():
             value = policy.value(batch["g"].flatten(0, 1)).reshape(batch["k"].shape)
             adv, ret = gae(batch["reward"].float(), value, batch["last_value"], cfg.gamma, cfg.lam)
@@ -224,7 +260,7 @@ def train(make_kmc: Callable[[int], object], cfg: SwarmConfig, iterations: int, 
             nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
             opt.step()
         cum = batch["log_w"].sum(0)  # (R,) log W over this rollout
-        rows.append(dict(iteration=it, mean_reward_eV=float(-batch["dE"].mean()),
+        rows.append(dict(iteration=it, mean_reward_eV=float(-batch["dE"].mean()), cu_bonds_per_event=float(batch["cu_bonds"].mean()),
                          mean_log_w=float(batch["log_w"].mean()), step_ess=float(np.mean([ess(x) for x in batch["log_w"].cpu()])),
                          rollout_ess=ess(cum.cpu()), kl=parts["kl"].item(), policy_loss=parts["policy"].item(),
                          value_loss=parts["value"].item(), wall_s=time.perf_counter() - t0))
@@ -243,7 +279,7 @@ def simulate(kmc, policy: "SwarmPolicy | TiltPolicy | None", steps: int, record_
 
     Columns: step, replica, time (s), energy (eV), log_W (cumulative log weight), clusters,
     density (clusters per site), mean_size, cu_frac_clustered (Cu atoms in clusters / Cu atoms),
-    wall_s (wall time of the steps so far, policy included, cluster analysis excluded)."""
+    vac_paired (fraction of vacancies with another vacancy on their 1NN/2NN shells), wall_s (wall time of the steps so far, policy included, cluster analysis excluded)."""
     R, N = kmc.species.shape
     dev = kmc.species.device
     log_W = torch.zeros(R, dtype=torch.float64, device=dev)
@@ -251,11 +287,12 @@ def simulate(kmc, policy: "SwarmPolicy | TiltPolicy | None", steps: int, record_
 
     def record(step):
         st = {k: v.cpu().numpy() for k, v in cluster_stats_torch(kmc.species, kmc.cells).items()}
+        paired = (kmc.neighbour_species() == VAC).any(-1).double().mean(1).cpu().numpy()  # (R,)
         recs.append(pd.DataFrame(dict(step=step, replica=np.arange(R), time=kmc.time.cpu().numpy(),
                                       energy=kmc.energy.cpu().numpy(), log_W=log_W.cpu().numpy(),
                                       clusters=st["n_clusters"], density=st["n_clusters"] / N,
                                       mean_size=st["mean_size"], cu_frac_clustered=st["cu_in_clusters"] / max(kmc.n_cu, 1),
-                                      wall_s=wall)))
+                                      vac_paired=paired, wall_s=wall)))
 
     record(0)
     t0 = time.perf_counter()
@@ -282,7 +319,7 @@ def _weighted(v: np.ndarray, lw: np.ndarray) -> tuple[float, float]:
     return mu, float(np.sqrt((w ** 2 * (v - mu) ** 2).sum()))
 
 
-def summarize(raw: pd.DataFrame, by: str = "step", quantities=("density", "mean_size", "cu_frac_clustered", "energy")) -> pd.DataFrame:
+def summarize(raw: pd.DataFrame, by: str = "step", quantities=("density", "mean_size", "cu_frac_clustered", "vac_paired", "energy")) -> pd.DataFrame:
     """Per value of `by`: plain ensemble mean and standard error of each quantity, the importance-
     weighted estimate of the physical mean with its error, and the ESS of the cumulative weights."""
     rows = []

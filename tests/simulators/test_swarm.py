@@ -116,7 +116,7 @@ def test_ppo_step_lowers_the_loss_on_a_fixed_batch():
     torch.manual_seed(0)
     pol = sw.SwarmPolicy(cfg)
     kmc = tiny(7, replicas=16)
-    batch = sw.rollout(kmc, pol, cfg.rollout_steps, kmc.energy.clone(), kmc.n_cu, cfg.reward_scale)
+    batch = sw.rollout(kmc, pol, cfg.rollout_steps, kmc.energy.clone(), kmc.n_cu, cfg)
     with torch.no_grad():
         value = pol.value(batch["g"].flatten(0, 1)).reshape(batch["k"].shape)
         adv, ret = sw.gae(batch["reward"].float(), value, batch["last_value"], cfg.gamma, cfg.lam)
@@ -173,3 +173,31 @@ def test_progress_counts_events_to_the_half_way_target():
     assert (p["steps_classical"], p["steps_swarm"]) == (50, 30)  # first records at or above 0.7
     assert p["step_speedup"] == pytest.approx(50 / 30)
     assert p["min_ess"] == pytest.approx(math.exp(-2))
+
+
+def cu_pairs(kmc) -> torch.Tensor:
+    """(R,) Cu-Cu pairs on 1NN + 2NN shells, counted from scratch over the neighbour table."""
+    from msrbook.simulators import bcc
+    nbr = torch.from_numpy(bcc.neighbour_table(kmc.cells))  # (N, 14)
+    cu = kmc.species.long() == sw.CU  # (R, N)
+    return (cu[:, :, None] & cu[:, nbr]).sum((1, 2)) // 2
+
+
+def test_cu_bond_reward_counts_the_change_in_cu_pairs():
+    kmc = tiny(8, replicas=16, cu_frac=0.3)  # Cu-rich so that Cu jumps are frequent
+    before, moved = cu_pairs(kmc), 0
+    for _ in range(100):
+        own, tgt = kmc.neighbour_species(), kmc.target_neighbour_species()
+        out = kmc.step()
+        change = sw.cu_bond_change(own, tgt, out["v"], out["a"])
+        after = cu_pairs(kmc)
+        assert torch.equal(change, after - before)
+        moved += int((change != 0).sum())
+        before = after
+    assert moved > 50  # the check saw many Cu jumps that changed the pair count
+
+
+def test_species_read_back_from_the_agents_view():
+    kmc = tiny(10, replicas=3, vacancies=3)
+    own, tgt = sw._species_seen(sw.agent_features(kmc, targets=True))
+    assert torch.equal(own, kmc.neighbour_species().long()) and torch.equal(tgt, kmc.target_neighbour_species().long())
