@@ -74,12 +74,18 @@ def apply_mutant(source: str, m: Mutant) -> str:
 
 def run_trusted(source: str, stdin: str) -> str:
     """Run TRUSTED code (an oracle or a test's own source) in this process; returns its stdout."""
-    out = io.StringIO()
+    out, inp = io.StringIO(), io.StringIO(stdin)
+
+    def read_line(prompt: str = "") -> str:  # Jupyter replaces builtins.input; this one reads `stdin`
+        line = inp.readline()
+        if not line:
+            raise EOFError("EOF when reading a line")
+        return line.rstrip("\n")
     old_stdin = sys.stdin
     try:
-        sys.stdin = io.StringIO(stdin)
+        sys.stdin = inp
         with contextlib.redirect_stdout(out):
-            exec(compile(source, "<trusted>", "exec"), {"__name__": "__main__"})
+            exec(compile(source, "<trusted>", "exec"), {"__name__": "__main__", "input": read_line})
     finally:
         sys.stdin = old_stdin
     return out.getvalue()

@@ -119,3 +119,12 @@ def test_sampler_follows_p_correct():
     draws = candidates.sample_pool(p, 4000, random.Random(0))
     share = sum(cat[i].kind == "correct" for i in draws) / len(draws)
     assert abs(share - p.p_correct) < 0.03  # 4000 draws: 3 s.d. of a binomial share is ~0.014
+
+
+def test_run_trusted_reads_its_own_stdin_even_where_input_is_replaced(monkeypatch):
+    import builtins
+
+    def refuse(prompt=""):  # what ipykernel does to input() in a notebook without stdin
+        raise RuntimeError("no stdin here")
+    monkeypatch.setattr(builtins, "input", refuse)
+    assert run_trusted("a = int(input())\nb = input()\nprint(a * 2, b)\n", "21\nxy\n") == "42 xy\n"
