@@ -93,26 +93,24 @@ def jump_rates(X: torch.Tensor, dE: torch.Tensor, temperature: float, params: Fe
     return torch.where(X == VAC, torch.zeros_like(g), g)
 
 
-def energy_from_scratch(species, cells: int, params: FeCuParams = DEFAULT, chunk: int = 1 << 18) -> torch.Tensor:
+def energy_from_scratch(species, cells: int, params: FeCuParams = DEFAULT, block: int = 1 << 24) -> torch.Tensor:
     """(R,) total pair energy in eV of configurations `species` (R, N) (or (N,)), on their device, by
     summing every shell entry of every site with weight 1/2 (each bond is seen from both ends).
-    Independent of any incremental bookkeeping: neighbours come from coordinates, sites in chunks."""
+    Independent of any incremental bookkeeping: neighbours come from coordinates. Sites are taken in
+    chunks of about `block` / R, one shell offset at a time, so temporaries stay near `block` entries."""
     sp = torch.as_tensor(species)
     if sp.dim() == 1:
         sp = sp[None]
     dev = sp.device
-    P = torch.from_numpy(params.shell_pairs()).to(dev, torch.float64).reshape(-1)  # (14*3*3,)
-    off = torch.from_numpy(bcc.SHELL).to(dev)
-    kk = torch.arange(bcc.K, device=dev)
+    P = torch.from_numpy(params.shell_pairs()).to(dev, torch.float64)  # (14, 3, 3)
     R, N = sp.shape
     total = torch.zeros(R, dtype=torch.float64, device=dev)
-    for s0 in range(0, N, chunk):
-        site = torch.arange(s0, min(N, s0 + chunk), device=dev)
+    n = max(1, min(N, block // R))
+    for s0 in range(0, N, n):
+        site = torch.arange(s0, min(N, s0 + n), device=dev)
         X, Y, Z = bcc.coords(site, cells)
-        nbr = bcc.index(X[:, None] + off[:, 0], Y[:, None] + off[:, 1], Z[:, None] + off[:, 2], cells)  # (n, 14)
-        rc = max(1, (chunk * 4) // len(site))  # replicas per block: temporaries of ~chunk*4*14 entries
-        for r0 in range(0, R, rc):
-            blk = sp[r0:r0 + rc]
-            si, sj = blk[:, site].long()[..., None], blk[:, nbr].long()  # (rc, n, 1), (rc, n, 14)
-            total[r0:r0 + rc] += 0.5 * P[(kk * 3 + si) * 3 + sj].sum((1, 2))
+        si = sp[:, site].long() * 3  # (R, n)
+        for k, (dx, dy, dz) in enumerate(bcc.SHELL.tolist()):
+            sj = sp[:, bcc.index(X + dx, Y + dy, Z + dz, cells)].long()  # (R, n)
+            total += 0.5 * P[k].reshape(-1)[si + sj].sum(1)
     return total

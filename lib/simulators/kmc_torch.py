@@ -47,6 +47,12 @@ def random_species(cells: int, replicas: int, cu_frac: float, vacancies: int, ge
     if n_cu + vacancies > N:
         raise ValueError(f"{n_cu} Cu + {vacancies} vacancies do not fit in {N} sites")
     out = torch.full((replicas, N), 1, dtype=torch.int8, device=device)
+    if N >= 1 << 20:  # large boxes: one random permutation per replica (a top-k of N keys is slower)
+        base = torch.ones(N, dtype=torch.int8, device=device)
+        base[:vacancies], base[vacancies:vacancies + n_cu] = VAC, CU
+        for r in range(replicas):
+            out[r] = base[torch.randperm(N, generator=generator, device=device)]
+        return out
     chunk = max(1, (1 << 24) // N)
     for r0 in range(0, replicas, chunk):
         r1 = min(replicas, r0 + chunk)
