@@ -117,8 +117,10 @@ class TorchKMC:
         self.energy = energy_from_scratch(self.species, self.cells, params)
         self.graph_steps, self.use_graph = int(graph_steps), bool(use_graph)
         self._graph = None
-        # torch.compile fuses the step's many small elementwise kernels (CUDA; compile time ~1 min)
-        self._compiled = torch.compile(self._one_step, dynamic=False) if compile else None
+        # torch.compile fuses the pure parts of a step (many small elementwise kernels; CUDA, compile
+        # time up to ~1 min per box shape)
+        pure = (self._choose_classical, self._decide, self._update)
+        self._pure = tuple(torch.compile(f, dynamic=False) for f in pure) if compile else pure
 
     # -- neighbours ----------------------------------------------------------------------------
     def _shell_sites(self, sites: torch.Tensor, offsets: torch.Tensor | None = None) -> torch.Tensor:
@@ -210,33 +212,38 @@ class TorchKMC:
         idx = idx.squeeze(1)
         return idx // 8, idx % 8, total, log_w
 
-    def _apply(self, v, a, total, u_dt, t_stop=None):
-        """Advance clocks, swap vacancy v with its neighbour a (where active), update rates locally."""
+    # A step is split into pure functions (read the state, return small tensors; these are what
+    # torch.compile fuses) and in-place commits (eager), so that compiling never copies the (R, N)
+    # species array to "functionalize" a mutation.
+    def _decide(self, v, a, total, u_dt, t_stop):
+        """Pure: the event's sites, atom, dE, whether it happens (t_stop None: always) and new clocks."""
         dt = -torch.log1p(-u_dt) / total  # u_dt in [0, 1): -ln(1 - u) is Exp(1)
-        rows = self._rows
-        vs = self.vac_pos[rows, v]  # (R,)
+        vs = self.vac_pos.gather(1, v[:, None]).squeeze(1)  # (R,)
         ts = self._target(vs, a)  # (R,)
-        X = self.species[rows, ts]  # int8
-        dE = self._dE[rows, v, a]
+        X = self.species.gather(1, ts[:, None]).squeeze(1)  # int8
+        dE = self._dE.gather(1, v[:, None, None].expand(-1, 1, 8)).squeeze(1).gather(1, a[:, None]).squeeze(1)
         if t_stop is None:
             active = torch.ones_like(vs, dtype=torch.bool)
-            self.time += dt
+            new_time = self.time + dt
         else:  # an event past t_stop does not happen; the clock stops at t_stop (Exp is memoryless)
             active = self.time + dt <= t_stop
-            self.time.copy_(torch.where(active, self.time + dt, torch.maximum(self.time, t_stop)))
-        zero = torch.zeros_like(X)
+            new_time = torch.where(active, self.time + dt, torch.maximum(self.time, t_stop))
+        return dt, vs, ts, X, dE.to(torch.float64), active, new_time
+
+    def _commit(self, v, vs, ts, X, dE, active, new_time) -> None:
+        """In place: swap vacancy and atom where active, move the vacancy, advance clocks and energy."""
+        rows, zero = self._rows, torch.zeros_like(X)
         self.species[rows, vs] = torch.where(active, X, zero)
         self.species[rows, ts] = torch.where(active, zero, X)
         self.vac_pos[rows, v] = torch.where(active, ts, vs)
-        self.energy += torch.where(active, dE.to(torch.float64), torch.zeros_like(self.energy))
+        self.time.copy_(new_time)
+        self.energy += torch.where(active, dE, torch.zeros_like(dE))
         self.events += active
-        self._local_update(v, vs, ts)
-        return dt, dE, active
 
-    def _local_update(self, v, vs, ts) -> None:
+    def _affected(self, v, vs, ts):
+        """Pure: (R, M) vacancies whose rates may have changed (v first) and an (R,) overflow flag."""
         if self.V - 1 <= self.max_local or self.cells <= 3:  # tiny box: images alias, recompute all
-            self._recompute(self._vidx)
-            return
+            return self._vidx, torch.zeros_like(self._overflow)
         m = 2 * self.cells
         P = torch.stack(bcc.coords(self.vac_pos, self.cells), -1)  # (R, V, 3)
         near = torch.zeros(self.R, self.V, dtype=torch.bool, device=self.device)
@@ -244,16 +251,35 @@ class TorchKMC:
             c = torch.stack(bcc.coords(s, self.cells), -1)[:, None, :]  # (R, 1, 3)
             d = (P - c + self.cells) % m - self.cells  # periodic minimum image, half units
             d = d.clamp(-4, 4) + 4  # outside +-3 maps to the table's False border
-            near |= self._influence[d[..., 0], d[..., 1], d[..., 2]]
-        near.scatter_(1, v[:, None], False)
-        self._overflow |= near.sum(1) > self.max_local
+            near = near | self._influence[d[..., 0], d[..., 1], d[..., 2]]
+        near = near & (self._vidx != v[:, None])
+        overflow = near.sum(1) > self.max_local
         # compact the flagged vacancies into max_local slots (a scan, no sort); free slots keep v,
         # whose recompute is repeated harmlessly; slot max_local collects the overflow and is dropped
         K = self.max_local
-        slot = torch.where(near, near.cumsum(1) - 1, K).clamp_(max=K)  # (R, V)
-        buf = v[:, None].expand(self.R, K + 1).clone()
-        buf.scatter_(1, slot, self._vidx)
-        self._recompute(torch.cat([v[:, None], buf[:, :K]], 1))
+        slot = torch.where(near, near.cumsum(1) - 1, K).clamp(max=K)  # (R, V)
+        buf = v[:, None].expand(self.R, K + 1).scatter(1, slot, self._vidx)
+        return torch.cat([v[:, None], buf[:, :K]], 1), overflow
+
+    def _update(self, v, vs, ts):
+        """Pure: affected vacancies (R, M), their new rates and dE (R, M, 8), overflow (R,)."""
+        vidx, overflow = self._affected(v, vs, ts)
+        g, dE = self._rates_of(self.vac_pos.gather(1, vidx))
+        return vidx, g, dE, overflow
+
+    def _store(self, vidx, g, dE, overflow) -> None:
+        i8 = vidx[..., None].expand(-1, -1, 8)
+        self._rates.scatter_(1, i8, g)
+        self._dE.scatter_(1, i8, dE)
+        self._vtot.scatter_(1, vidx, g.sum(-1))
+        self._overflow |= overflow
+
+    def _apply(self, v, a, total, u_dt, t_stop=None):
+        """Advance clocks, swap vacancy v with its neighbour a (where active), update rates locally."""
+        dt, vs, ts, X, dE, active, new_time = self._decide(v, a, total, u_dt, t_stop)
+        self._commit(v, vs, ts, X, dE, active, new_time)
+        self._store(*self._update(v, vs, ts))
+        return dt, dE, active
 
     def step(self, logits: torch.Tensor | None = None) -> dict:
         """One event in every replica. logits None: P(v,a) = Gamma_va / sum Gamma (BKL). logits (R, V, 8):
@@ -273,14 +299,16 @@ class TorchKMC:
     # -- many events ---------------------------------------------------------------------------
     def _one_step(self, u: torch.Tensor, t_stop: torch.Tensor) -> None:
         """One classical step of every replica, an event past t_stop suppressed. u: (R, 2) uniforms."""
-        v, a, total = self._choose_classical(u[:, 0].to(self.dtype))
-        self._apply(v, a, total.to(torch.float64), u[:, 1], t_stop)
+        choose, decide, update = self._pure
+        v, a, total = choose(u[:, 0].to(self.dtype))
+        dt, vs, ts, X, dE, active, new_time = decide(v, a, total.to(torch.float64), u[:, 1], t_stop)
+        self._commit(v, vs, ts, X, dE, active, new_time)
+        self._store(*update(v, vs, ts))
 
     def _steps_until(self, u: torch.Tensor, t_stop: torch.Tensor) -> None:
         """len(u) classical steps. u: (S, R, 2) uniforms."""
-        step = self._compiled or self._one_step
         for k in range(u.shape[0]):
-            step(u[k], t_stop)
+            self._one_step(u[k], t_stop)
 
     def _chunk(self, t_stop: float) -> None:
         S = self.graph_steps
