@@ -201,3 +201,20 @@ def test_species_read_back_from_the_agents_view():
     kmc = tiny(10, replicas=3, vacancies=3)
     own, tgt = sw._species_seen(sw.agent_features(kmc, targets=True))
     assert torch.equal(own, kmc.neighbour_species().long()) and torch.equal(tgt, kmc.target_neighbour_species().long())
+
+
+def test_weighted_estimate_recovers_the_target_mean():
+    # Samples from the proposal N(1, 1), weights to the target N(0, 1): log w = log N(x; 0, 1) - log N(x; 1, 1).
+    x = np.random.default_rng(0).normal(1.0, 1.0, 20000)
+    mu, se = sw._weighted(x, 0.5 - x)
+    assert abs(mu) < 4 * se and se < 0.05  # 4 standard errors; the estimate is also precise
+    mu_flat, _ = sw._weighted(x, np.zeros_like(x))
+    assert mu_flat == pytest.approx(x.mean())
+
+
+def test_time_grid_takes_the_last_state_before_each_time():
+    raw = pd.DataFrame({"replica": [0, 0, 0, 1, 1], "time": [0.0, 1.0, 3.0, 0.0, 2.5], "step": [0, 1, 2, 0, 1],
+                        "density": [10.0, 11.0, 12.0, 20.0, 21.0]})
+    g = sw.on_time_grid(raw, np.array([0.5, 2.0, 3.0]))
+    got = g.sort_values(["replica", "time"])["density"].tolist()
+    assert got == [10.0, 11.0, 12.0, 20.0, 20.0, 21.0]
