@@ -1,8 +1,8 @@
 """SwarmThinkers (arXiv:2505.20094): vacancies as agents of one shared policy, with reweighted KMC.
 
 Every vacancy v is an agent choosing among its 8 first-neighbour jumps a. One shared network maps
-the agent's own neighbourhood o_v (one-hot species on its 1NN and 2NN shells) to logits l_{v,a}; the
-policy pi = softmax of all (v, a) logits of a replica. The swarm draws one event per replica from
+the agent's local view o_v (one-hot species on its 1NN and 2NN shells and, by default, on those of
+its 8 jump targets) to logits l_{v,a}; the policy pi = softmax of all (v, a) logits of a replica. The swarm draws one event per replica from
 
     P(v,a) = pi(v,a) Gamma_{v,a} / sum_{v',a'} pi(v',a') Gamma_{v',a'}
 
