@@ -27,10 +27,13 @@ How (Linux, as root; the mechanisms are listed in MECHANISMS):
   unmounts /tmp and /dev/shm. If a worker dies or stops answering, the harness kills its process
   group (the init has PR_SET_PDEATHSIG, so the whole namespace dies with it) and starts a new one.
 
-Not root: SandboxUnavailable. With user namespaces alone only one uid can be mapped (without the
-setuid newuidmap helper), so the program would run as the harness's own user: files readable only
-by that user would be readable, and RLIMIT_NPROC would count the harness's processes too.
-`check()` says which features this machine has.
+Without root, a user namespace stands in where the kernel allows unprivileged ones: the harness's
+uid becomes uid 0 inside, and since only that one uid can be mapped (without the setuid newuidmap
+helper) the program cannot get a uid of its own; it gives up every capability instead (locked
+securebits, empty bounding set, capset to zero). Files the harness's user can read stay readable
+where they are not hidden, so the hiding carries more weight in that mode; RLIMIT_NPROC counts the
+namespace's own processes (Linux >= 5.14). With neither root nor user namespaces, or without the
+other namespaces, Sandbox() raises SandboxUnavailable naming what is missing (see `check()`).
 The file is longer than the house's ~300 lines because the worker must be importable by a bare
 `python -I` from this one module (the registry lists it as the chapter's code path).
 """
@@ -105,13 +108,14 @@ class SandboxUnavailable(RuntimeError):
 MECHANISMS = [  # (threat, mechanism): the table notebook 01 prints
     ("endless computation", "RLIMIT_CPU (SIGXCPU/SIGKILL) and a wall-clock deadline on a pidfd, then SIGKILL"),
     ("memory exhaustion", "RLIMIT_AS per process; tmpfs sizes bound files in memory"),
-    ("fork bomb", "RLIMIT_NPROC on a uid of the sandbox's own; PID namespace init kills all on exit"),
+    ("fork bomb", "RLIMIT_NPROC on a uid of the sandbox's own (without root: per user namespace); PID namespace init kills all"),
     ("huge output or files", "stdout/stderr to files under RLIMIT_FSIZE (SIGXFSZ); sized tmpfs"),
     ("network access", "new network namespace: no interface is up (not even loopback) and the host's are not in it"),
     ("writing outside its folder", "mount namespace: every mount read-only, /tmp and /dev/shm private tmpfs, unprivileged uid"),
     ("reading secrets", "fresh minimal environment; $HOME, /root, /home, /run, host /tmp, the repository hidden; other uid; own /proc"),
     ("killing the harness", "own PID namespace and session; init is root, other uid; harness re-spawns lost workers"),
-    ("privilege escalation", "setgroups([]), setresuid to an unprivileged uid, no_new_privs, nosuid mounts, not dumpable"),
+    ("privilege escalation", "an unprivileged uid, no groups (without root: user namespace, all capabilities dropped); "
+                             "no_new_privs, seccomp filter, nosuid mounts, not dumpable"),
 ]
 
 # --- shared constants (harness and worker) -----------------------------------------------------
@@ -300,7 +304,13 @@ def _worker_main() -> None:
     rfd, wfd = 0, 1
     libc = _libc()
     try:
-        _ok(libc.unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
+        flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
+        _ok(libc.unshare(flags | (CLONE_NEWUSER if cfg["userns"] else 0)), "unshare")
+        if cfg["userns"]:  # the harness's own uid/gid become root inside; nothing else is mapped
+            for name, text in (("setgroups", "deny"), ("uid_map", f"0 {cfg['host_uid']} 1"),
+                               ("gid_map", f"0 {cfg['host_gid']} 1")):
+                with open(f"/proc/self/{name}", "w") as f:
+                    f.write(text)
     except OSError as e:
         _send(wfd, {"error": str(e)})
         os._exit(1)
@@ -332,10 +342,10 @@ def _worker_main() -> None:
         req = _recv(rfd)
         if req is None:
             os._exit(0)
-        _send(wfd, _serve_one(libc, req, cfg["uid"]))
+        _send(wfd, _serve_one(libc, req, cfg))
 
 
-def _serve_one(libc, req: dict, uid: int) -> dict:
+def _serve_one(libc, req: dict, cfg: dict) -> dict:
     lim = Limits(**req["limits"])
     size = lim.tmpfs_bytes + 4 * len(req["stdin"])  # stdin lives there too (UTF-8: <= 4 bytes a character)
     _ok(libc.mount(b"tmpfs", b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, f"mode=0755,size={size}".encode()), "tmpfs /tmp")
@@ -343,14 +353,20 @@ def _serve_one(libc, req: dict, uid: int) -> dict:
     _ok(libc.mount(b"tmpfs", b"/dev/shm", b"tmpfs", MS_NOSUID | MS_NODEV, shm), "tmpfs /dev/shm")
     try:
         os.mkdir("/tmp/work", 0o700)
-        os.chown("/tmp/work", uid, uid)
+        if not cfg["userns"]:
+            os.chown("/tmp/work", cfg["uid"], cfg["uid"])
         os.mkdir("/tmp/.io", 0o700)
+        # /tmp itself read-only, its two folders writable (in user-namespace mode the program owns
+        # them all, so permissions alone would not keep it from writing /tmp)
+        for d in (b"/tmp/work", b"/tmp/.io"):
+            _ok(libc.mount(d, d, None, MS_BIND, None), "bind " + d.decode())
+        _ok(libc.mount(None, b"/tmp", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, None), "/tmp ro")
         with open("/tmp/.io/stdin", "w", encoding="utf-8") as f:
             f.write(req["stdin"])
         t0 = time.monotonic()
         pid = os.fork()
         if pid == 0:
-            _child(libc, req["code"], lim, uid)  # never returns
+            _child(libc, req["code"], lim, cfg)  # never returns
         return _supervise(pid, lim, t0)
     finally:
         _kill_all()
@@ -358,7 +374,7 @@ def _serve_one(libc, req: dict, uid: int) -> dict:
         libc.umount2(b"/dev/shm", MNT_DETACH)
 
 
-def _child(libc, code: str, lim: Limits, uid: int) -> None:
+def _child(libc, code: str, lim: Limits, cfg: dict) -> None:
     status = SETUP_EXIT
     try:
         os.setsid()
@@ -370,17 +386,14 @@ def _child(libc, code: str, lim: Limits, uid: int) -> None:
         for fd, target in ((fd0, 0), (fd1, 1), (fd2, 2)):
             os.dup2(fd, target)
         os.closerange(3, 1 << 16)
-        import resource as R
-        cpu = max(1, int(-(-lim.cpu_s // 1)))
-        for res, val in ((R.RLIMIT_CPU, (cpu, cpu + 1)), (R.RLIMIT_AS, (lim.memory_mb << 20,) * 2),
-                         (R.RLIMIT_NPROC, (lim.max_procs,) * 2), (R.RLIMIT_CORE, (0, 0)),
-                         (R.RLIMIT_FSIZE, (max(lim.max_output_bytes, lim.max_file_bytes) + 1,) * 2),
-                         (R.RLIMIT_NOFILE, (lim.max_open_files,) * 2), (R.RLIMIT_MEMLOCK, (0, 0)),
-                         (R.RLIMIT_MSGQUEUE, (0, 0))):
-            R.setrlimit(res, val)
-        os.setgroups([])
-        os.setresgid(uid, uid, uid)
-        os.setresuid(uid, uid, uid)
+        _set_rlimits(lim, cfg["userns"])
+        if cfg["userns"]:
+            _drop_capabilities(libc)
+        else:
+            uid = cfg["uid"]
+            os.setgroups([])
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
         _ok(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
         _ok(libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "not dumpable")
         _install_seccomp(libc)
@@ -394,6 +407,47 @@ def _child(libc, code: str, lim: Limits, uid: int) -> None:
         status = _exec_program(code, out, err)
     finally:
         os._exit(status)
+
+
+def _set_rlimits(lim: Limits, userns: bool) -> None:
+    import resource as R
+    cpu = max(1, int(-(-lim.cpu_s // 1)))
+    # In a user namespace RLIMIT_NPROC counts the namespace's own processes (Linux >= 5.14), the
+    # outer worker and the init included; as root it counts the child uid's, which only the run has.
+    nproc = lim.max_procs + (2 if userns else 0)
+    out = lim.max_output_bytes if lim.max_output_bytes > lim.max_file_bytes else lim.max_file_bytes
+    wanted = {R.RLIMIT_CPU: (cpu, cpu + 1), R.RLIMIT_AS: (lim.memory_mb << 20,) * 2, R.RLIMIT_NPROC: (nproc,) * 2,
+              R.RLIMIT_CORE: (0, 0), R.RLIMIT_FSIZE: (out + 1,) * 2, R.RLIMIT_NOFILE: (lim.max_open_files,) * 2,
+              R.RLIMIT_MEMLOCK: (0, 0), R.RLIMIT_MSGQUEUE: (0, 0)}
+    for res, (soft, hard) in wanted.items():
+        cur = R.getrlimit(res)[1]
+        if cur != R.RLIM_INFINITY:  # without root a hard limit can only go down
+            soft, hard = min(soft, cur), min(hard, cur)
+        R.setrlimit(res, (soft, hard))
+
+
+CAP_LAST = 63   # beyond the last capability any kernel defines: PR_CAPBSET_DROP on unknown ones fails harmlessly
+
+
+def _drop_capabilities(libc) -> None:
+    """User-namespace mode: the child stays uid 0 of the namespace (only one uid is mapped), so it
+    gives up every capability for good: securebits that deny root its privileges (locked), an empty
+    bounding set, and empty effective/permitted/inheritable sets."""
+    PR_SET_SECUREBITS, PR_CAPBSET_DROP = 28, 24
+    noroot, no_fixup, keep_caps, no_ambient = 0x1, 0x4, 0x10, 0x40  # each with its *_LOCKED bit next to it
+    bits = sum(b | (b << 1) for b in (noroot, no_fixup, no_ambient)) | (keep_caps << 1)
+    _ok(libc.prctl(PR_SET_SECUREBITS, bits, 0, 0, 0), "securebits")
+    for cap in range(CAP_LAST + 1):
+        libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
+
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    class Data(ctypes.Structure):
+        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+    data = (Data * 2)()  # all zero
+    _ok(ctypes.CDLL(None, use_errno=True).capset(ctypes.byref(Header(0x20080522, 0)), data), "capset")
 
 
 def _exec_program(code: str, out, err) -> int:
@@ -485,8 +539,8 @@ def _read(path: str, offset: int, n: int) -> str:
 # --- the harness side ----------------------------------------------------------------------------
 def _harness_paths() -> list[str]:
     """The harness's own folders, hidden from programs too: the repository (its data could hold the
-    very outputs a candidate is judged against) and the working directory."""
-    paths = {os.path.realpath(os.getcwd())}
+    very outputs a candidate is judged against), the working directory and $HOME."""
+    paths = {os.path.realpath(os.getcwd()), os.path.realpath(os.path.expanduser("~"))}
     try:
         from . import repo_root
         paths.add(str(repo_root().resolve()))
@@ -499,10 +553,12 @@ class _Worker:
     """One worker process (and its namespaces), talked to over two pipes."""
 
     def __init__(self, preload: tuple[str, ...]):
-        self.uid = UID_BASE + random.randrange(UID_SPAN)
-        cfg = json.dumps({"uid": self.uid, "preload": list(preload), "hide": _harness_paths()})
-        self.proc = subprocess.Popen(
-            [sys.executable, "-I", "-c", "from msrbook.sandbox import _worker_main; _worker_main()", cfg],
+        self.userns = os.geteuid() != 0
+        self.uid = os.geteuid() if self.userns else UID_BASE + random.randrange(UID_SPAN)
+        cfg = json.dumps({"uid": self.uid, "preload": list(preload), "hide": _harness_paths(), "userns": self.userns,
+                          "host_uid": os.geteuid(), "host_gid": os.getegid()})
+        self.proc = subprocess.Popen(  # this very file as a script: no need for the package to be importable
+            [sys.executable, "-I", os.path.abspath(__file__), cfg],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=dict(SAFE_ENV),
             cwd="/", start_new_session=True, close_fds=True)
         msg = self._recv(time.monotonic() + 60)
@@ -592,6 +648,27 @@ class Sandbox:
     def worker_init_pids(self) -> list[int]:
         return [p for p in (w.init_pid() for w in self._all) if p]
 
+    def stray_processes(self) -> list[int]:
+        """Host pids of processes inside the workers' PID namespaces other than their inits: after
+        a run has been answered there must be none (orphans are re-parented to the init)."""
+        inits = set(self.worker_init_pids())
+        parent = {}
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    with open(f"/proc/{d}/stat") as f:
+                        parent[int(d)] = int(f.read().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    pass
+        stray = []
+        for pid in parent:
+            p, seen = parent.get(pid), 0
+            while p and p not in inits and seen < 64:
+                p, seen = parent.get(p), seen + 1
+            if p in inits:
+                stray.append(pid)
+        return stray
+
     def run(self, code: str, stdin: str = "", limits: Limits | None = None) -> Result:
         lim = limits or self.limits
         w = self._checkout()
@@ -655,41 +732,44 @@ def judge(result: Result, expected: str) -> Verdict:
 _PROBE = r"""
 import ctypes, json, os
 libc = ctypes.CDLL(None, use_errno=True)
+user = 0x10000000 if os.geteuid() != 0 else 0   # without root, each namespace comes with a user namespace
 out = {}
-for name, flag in [("mount_namespace", 0x00020000), ("network_namespace", 0x40000000),
-                   ("pid_namespace", 0x20000000), ("ipc_namespace", 0x08000000), ("uts_namespace", 0x04000000),
-                   ("user_namespace", 0x10000000)]:
+for name, flag in [("user_namespace", 0x10000000), ("mount_namespace", 0x00020000), ("network_namespace", 0x40000000),
+                   ("pid_namespace", 0x20000000), ("ipc_namespace", 0x08000000), ("uts_namespace", 0x04000000)]:
     pid = os.fork()
     if pid == 0:
-        os._exit(0 if libc.unshare(flag) == 0 else 1)
+        os._exit(0 if libc.unshare(flag | user) == 0 else 1)
     out[name] = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
 out["root"] = os.geteuid() == 0
 out["pidfd"] = hasattr(os, "pidfd_open")
 print(json.dumps(out))
 """
-REQUIRED = ("root", "mount_namespace", "network_namespace", "pid_namespace", "ipc_namespace", "uts_namespace", "pidfd",
-            "seccomp")
-WHY = {"root": "the harness is not root: a separate uid for the child, RLIMIT_NPROC on it and hiding files need root",
-       "pidfd": "os.pidfd_open is missing (Linux >= 5.3 and Python >= 3.9 needed)",
-       "seccomp": "no seccomp system-call table for this CPU architecture (x86_64 and aarch64 have one)"}
+REQUIRED = ("mount_namespace", "network_namespace", "pid_namespace", "ipc_namespace", "uts_namespace", "pidfd", "seccomp")
+WHY = {"pidfd": "os.pidfd_open is missing (Linux >= 5.3 and Python >= 3.9 needed)",
+       "seccomp": "no seccomp system-call table for this CPU architecture (x86_64 and aarch64 have one)",
+       "root_or_userns": "the harness is not root and cannot create user namespaces (as root, programs run "
+                         "as a uid of their own; without root, a user namespace must stand in)"}
 
 
 @lru_cache(maxsize=1)
 def check() -> dict:
     """Which isolation features work on this machine (each probed in a throw-away process)."""
     if not sys.platform.startswith("linux"):
-        return {k: False for k in REQUIRED}
+        return {k: False for k in REQUIRED} | {"root": False, "user_namespace": False, "mode": None}
     import platform
     out = subprocess.run([sys.executable, "-I", "-c", _PROBE], capture_output=True, text=True, timeout=60)
     feats = json.loads(out.stdout) if out.returncode == 0 else {k: False for k in REQUIRED}
     feats["seccomp"] = platform.machine() in SECCOMP_ARCH
+    feats["mode"] = "root" if feats.get("root") else ("user namespace" if feats.get("user_namespace") else None)
     return feats
 
 
 def _probe() -> list[str]:
     """What is missing, in words; empty when the sandbox can run here."""
     feats = check()
-    return [WHY.get(k, f"cannot create a {k.replace('_', ' ')} (unshare failed)") for k in REQUIRED if not feats.get(k)]
+    missing = [] if feats.get("root") or feats.get("user_namespace") else [WHY["root_or_userns"]]
+    return missing + [WHY.get(k, f"cannot create a {k.replace('_', ' ')} (unshare failed)")
+                      for k in REQUIRED if not feats.get(k)]
 
 
 def available() -> bool:
@@ -749,3 +829,7 @@ def measure_throughput(workers=(1, 2), runs: int = 200, baseline_runs: int = 50,
                     rows.append({"workers": w, "program": name, "method": method, "runs": n, "seconds": dt,
                                  "runs_per_s": n / dt, "all_ok": all(ok), "cpu_count": os.cpu_count()})
     return rows
+
+
+if __name__ == "__main__":  # the worker process, started by _Worker as `python -I sandbox.py CONFIG`
+    _worker_main()

@@ -3,9 +3,10 @@
 Each Attack is a small hostile program with the verdict the sandbox must give it. An attack is
 *contained* when (1) the verdict is the expected one, (2) its extra check passes (no secret in the
 output, the loopback listeners accepted nothing, the process count stayed bounded), (3) the harness
-still runs a canary program correctly afterwards, and (4) the machine is clean: no process of the
-sandbox's uids is left, no escape target file exists, the planted secret is unchanged, and each
-worker's /tmp and /dev/shm are back to their empty, read-only covers.
+still runs a canary program correctly afterwards, and (4) the machine is clean: no process is left
+in the workers' PID namespaces (nor, as root, of the sandbox's uids), no escape target file exists,
+the planted secret is unchanged, and each worker's /tmp and /dev/shm are back to their empty,
+read-only covers.
 
     rows = run_battery()                                  # list of dicts, one per attack
     contained = sum(r["contained"] for r in rows) / len(rows)
@@ -123,13 +124,27 @@ print('connected')""", "no_connection"),
        "no_connection"),
     _a("connect to an abstract unix socket", "network access", "runtime_error",
        "import socket\nsocket.socket(socket.AF_UNIX).connect($abstract)", "no_connection"),
-    _a("kill the parent", "killing the harness", "runtime_error", "import os\nos.kill(os.getppid(), 9)"),
+    # refused (root mode: another uid) or ignored (a PID namespace's init gets no SIGKILL from inside)
+    _a("kill the parent", "killing the harness", "ok", """
+import os, time
+try:
+    os.kill(os.getppid(), 9)
+except PermissionError:
+    print('refused')
+time.sleep(0.2)
+print('parent alive')"""),
     _a("kill the harness by its host pid", "killing the harness", "runtime_error", "import os\nos.kill($harness_pid, 9)"),
     _a("kill its process group", "killing the harness", "killed", "import os\nos.killpg(0, 9)"),
     _a("kill -1 from Python", "killing the harness", "runtime_error", "import os\nos.kill(-1, 9)"),
     _a("kill -9 -1 from a shell", "killing the harness", "killed",
        "import os, time\nos.system('kill -9 -1')\ntime.sleep(5)"),
-    _a("setuid(0)", "privilege escalation", "runtime_error", "import os\nos.setuid(0)"),
+    _a("setuid(0), then read /etc/shadow", "privilege escalation", "runtime_error", """
+import os
+try:
+    os.setuid(0)  # refused as root's sandbox uid; a no-op as the user namespace's powerless uid 0
+except PermissionError:
+    pass
+print(open('/etc/shadow').read())"""),
     _a("ctypes fork loop", "fork bomb", "ok", """
 import ctypes
 libc = ctypes.CDLL(None)
@@ -294,7 +309,9 @@ def run_one(sb: Sandbox, attack: Attack, ctx: _Context, lim: Limits) -> dict:
     accepted = _accepted(ctx.listeners)
     canary = sb.run("print(6 * 7)", "", lim)
     alive = canary.verdict is Verdict.OK and canary.stdout == "42\n"
-    stray = _procs_of(set(sb.worker_uids()))
+    stray = set(sb.stray_processes())
+    if os.geteuid() == 0:  # root mode: the programs' uids are the sandbox's own
+        stray |= set(_procs_of(set(sb.worker_uids())))
     escaped = ctx.escaped_files()
     clean = not stray and not escaped and ctx.secret_intact() and _tmp_covers_empty(sb)
     extra = _extra_ok(attack, r, ctx, lim, accepted)

@@ -146,18 +146,22 @@ def test_lost_worker_gives_killed_and_is_replaced():
 
 
 def test_refuses_without_isolation(monkeypatch):
-    fake = {k: True for k in S.REQUIRED} | {"root": False, "network_namespace": False}
+    fake = {k: True for k in S.REQUIRED} | {"root": False, "user_namespace": False, "network_namespace": False}
     monkeypatch.setattr(S, "check", lambda: fake)
     assert not S.available()
     with pytest.raises(SandboxUnavailable) as e:
         Sandbox(LIM)
     msg = str(e.value)
     assert "refusing to run untrusted code" in msg and "not root" in msg and "network namespace" in msg
+    monkeypatch.setattr(S, "check", lambda: fake | {"network_namespace": True, "user_namespace": True})
+    assert S.available()  # without root, a user namespace stands in
 
 
 def test_check_reports_features():
     feats = S.check()
-    assert set(S.REQUIRED) <= set(feats) and all(isinstance(v, bool) for v in feats.values())
+    assert set(S.REQUIRED) | {"root", "user_namespace"} <= set(feats)
+    assert all(isinstance(v, bool) for k, v in feats.items() if k != "mode")
+    assert feats["mode"] == ("root" if os.geteuid() == 0 else "user namespace")
 
 
 def test_runs_faster_than_an_interpreter_per_run():

@@ -87,3 +87,42 @@ def test_context_detects_escapes_and_cleans_up():
         ctx.close()
     assert ctx.escaped_files() == [] and not any(d.exists() for d in ctx.dirs)
     assert os.environ.get(A.SECRET_ENV) is None
+
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/usr/bin/setpriv") or not os.path.exists(SYSTEM_PYTHON),
+                    reason="needs root (to become an unprivileged user), setpriv and a system python3")
+def test_battery_contained_in_user_namespace_mode():
+    """The same battery with the harness itself running as `nobody`: the sandbox then works through a
+    user namespace. The library is copied where `nobody` can read it (this checkout's Python may sit
+    in root's home), with a stand-in repository root."""
+    import json
+    import shutil
+    import subprocess
+    import tempfile
+    from pathlib import Path
+    with tempfile.TemporaryDirectory(prefix="msrbook-sbx-userns-") as d:
+        base = Path(d)
+        pkg, repo = base / "pkg" / "msrbook", base / "repo"
+        pkg.mkdir(parents=True)
+        repo.mkdir()
+        for name in ("sandbox.py", "sandbox_attacks.py"):
+            shutil.copy(Path(S.__file__).parent / name, pkg / name)
+        (pkg / "__init__.py").write_text(f"from pathlib import Path\ndef repo_root():\n    return Path({str(repo)!r})\n")
+        (repo / "chapters.yml").write_text("chapters: []\n")
+        script = base / "run.py"
+        script.write_text(f"import json, sys\nsys.path.insert(0, {str(pkg.parent)!r})\n"
+                          "from msrbook import sandbox, sandbox_attacks\n"
+                          "print(json.dumps([sandbox.check()['mode'], sandbox_attacks.run_battery()]))\n")
+        for p in [base, *base.rglob("*")]:
+            os.chmod(p, 0o755 if p.is_dir() else 0o644)
+        os.chown(repo, 65534, 65534)  # the battery plants its secret under the repository's .cache/
+        out = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--reset-env",
+                              SYSTEM_PYTHON, "-I", str(script)], capture_output=True, text=True, timeout=300, cwd="/")
+    assert out.returncode == 0, out.stderr[-3000:]
+    mode, rows = json.loads(out.stdout.strip().splitlines()[-1])
+    assert mode == "user namespace"
+    assert len(rows) >= len(A.ATTACKS) - 1  # ::1 may be missing
+    assert [r["attack"] for r in rows if not r["contained"]] == [], [r for r in rows if not r["contained"]]
