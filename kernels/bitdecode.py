@@ -58,44 +58,60 @@ def default_config(B: int, Hkv: int, n_tiles: int, sm_count: int) -> BitDecodeCo
 
 
 @triton.jit
-def _online_update(s, m_i, l_i, acc):
-    """One online-softmax step on base-2 scores s [BLOCK_G, N]: returns p, alpha and the new m, l."""
-    m_new = tl.maximum(m_i, tl.max(s, 1))
-    alpha = tl.exp2(m_i - m_new)  # [BLOCK_G]
-    p = tl.exp2(s - m_new[:, None])  # [BLOCK_G, N]
-    return p, alpha, m_new, l_i * alpha + tl.sum(p, 1)
+def _half2(w):
+    """A 32-bit word holding an fp16 pair (scale in the low half, zero in the high half, as the
+    cache stores them side by side) -> (scale, zero) in fp32. One 4-byte load per pair lets Triton
+    pipeline the metadata loads with cp.async like the packed words."""
+    lo = (w & 0xFFFF).to(tl.int16).to(tl.float16, bitcast=True)
+    hi = ((w >> 16) & 0xFFFF).to(tl.int16).to(tl.float16, bitcast=True)
+    return lo.to(tl.float32), hi.to(tl.float32)
 
 
 @triton.jit
-def _residual_part(q, KR, VR, k_base, v_base, stride_rs, res_len, qk_scale, m_i, l_i, acc,
+def _online_update(s, m_i, l_vec):
+    """One online-softmax step on base-2 scores s [BLOCK_G, N]: returns p, alpha, the new running
+    max and the running (unreduced) sum l_vec [BLOCK_G, N] (reduced once, at the end of a split)."""
+    m_new = tl.maximum(m_i, tl.max(s, 1))
+    alpha = tl.exp2(m_i - m_new)  # [BLOCK_G]
+    p = tl.exp2(s - m_new[:, None])  # [BLOCK_G, N]
+    return p, alpha, m_new, l_vec * alpha[:, None] + p
+
+
+@triton.jit
+def _residual_part(q, KR, VR, r_base, stride_rs, res_len, qk_scale, BLOCK_G: tl.constexpr,
                    D: tl.constexpr, BLOCK_R: tl.constexpr, USE_DOT: tl.constexpr):
-    """Attend to the fp16 residual (res_len tokens, tiles of BLOCK_R); q [BLOCK_G, D] fp32."""
+    """Attend to the fp16 residual (res_len tokens, tiles of BLOCK_R); q [BLOCK_G, D] fp32.
+    Returns (m, l, acc) of this split."""
     offs_r = tl.arange(0, BLOCK_R)
     offs_d = tl.arange(0, D)
+    m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
+    l_vec = tl.zeros([BLOCK_G, BLOCK_R], tl.float32)
+    acc = tl.zeros([BLOCK_G, D], tl.float32)
     for r0 in range(0, res_len, BLOCK_R):
         r = r0 + offs_r
         r_mask = r < res_len
-        k = tl.load(KR + k_base + r[:, None] * stride_rs + offs_d[None, :], mask=r_mask[:, None], other=0.0)  # [BLOCK_R, D]
-        v = tl.load(VR + v_base + r[:, None] * stride_rs + offs_d[None, :], mask=r_mask[:, None], other=0.0)  # [BLOCK_R, D]
+        k = tl.load(KR + r_base + r[:, None] * stride_rs + offs_d[None, :], mask=r_mask[:, None], other=0.0)  # [BLOCK_R, D]
+        v = tl.load(VR + r_base + r[:, None] * stride_rs + offs_d[None, :], mask=r_mask[:, None], other=0.0)  # [BLOCK_R, D]
         if USE_DOT:
             s = tl.dot(q.to(tl.float16), tl.trans(k))  # [BLOCK_G, BLOCK_R]
         else:
             s = tl.sum(q[:, None, :] * k.to(tl.float32)[None, :, :], 2)
         s = tl.where(r_mask[None, :], s * qk_scale, float("-inf"))
-        p, alpha, m_i, l_i = _online_update(s, m_i, l_i, acc)
+        p, alpha, m_i, l_vec = _online_update(s, m_i, l_vec)
         if USE_DOT:
             pv = tl.dot(p.to(tl.float16), v)
         else:
             pv = tl.sum(p[:, :, None] * v.to(tl.float32)[None, :, :], 1)
         acc = acc * alpha[:, None] + pv
-    return m_i, l_i, acc
+    return m_i, tl.sum(l_vec, 1), acc
 
 
 @triton.jit
 def _bitdecode_split_kernel(
     Q, KC, KM, VC, VM, KR, VR, PartialOut, Lse,
-    # q [B, H, D]; KC, VC [B, Hkv, P/8, D] int32 (4-bit) / int16 (2-bit); KM KC: [B, Hkv, P/TILE, 2, D] / KT: [B, Hkv, P, 2] fp16;
-    # VM [B, Hkv, P, 2] fp16; KR, VR [B, Hkv, R, D] fp16; PartialOut [B*H, splits+1, D] fp32; Lse [B*H, splits+1]
+    # q [B, H, D]; KC, VC [B, Hkv, P/8, D] int32 (4-bit) / int16 (2-bit) words;
+    # KM (scale, zero) fp16 pairs read as int32: KC [B, Hkv, P/TILE, D] / KT [B, Hkv, P]; VM [B, Hkv, P] likewise;
+    # KR, VR [B, Hkv, R, D] fp16; PartialOut [B*H, splits+1, D] fp32; Lse [B*H, splits+1]
     qk_scale,  # sm_scale * log2(e)
     stride_qb, stride_qh, stride_cb, stride_ch, stride_kmb, stride_kmh, stride_vmb, stride_vmh, stride_rb, stride_rh, stride_rs,
     Hkv, n_tiles, tiles_per_split, num_splits, res_len,
@@ -117,23 +133,23 @@ def _bitdecode_split_kernel(
     q = tl.load(Q + b * stride_qb + heads[:, None] * stride_qh + offs_d[None, :],
                 mask=g_mask[:, None], other=0.0).to(tl.float32)  # [BLOCK_G, D]
     b64, kvh64 = b.to(tl.int64), kvh.to(tl.int64)  # a long cache has > 2^31 words: int64 offsets
-    m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
-    l_i = tl.zeros([BLOCK_G], tl.float32)
-    acc = tl.zeros([BLOCK_G, D], tl.float32)
     if split < num_splits:
         c_base = b64 * stride_cb + kvh64 * stride_ch
         km_base = KM + b64 * stride_kmb + kvh64 * stride_kmh
         vm_base = VM + b64 * stride_vmb + kvh64 * stride_vmh
         q16 = q.to(tl.float16)
         q_sum = tl.sum(q, 1)  # [BLOCK_G], for KT's zero term
+        m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
+        l_vec = tl.zeros([BLOCK_G, ROWS], tl.float32)  # running sum of p, reduced at the end
+        z_vec = tl.zeros([BLOCK_G, ROWS], tl.float32)  # running sum of p * v_zero, reduced at the end
+        acc = tl.zeros([BLOCK_G, D], tl.float32)
         t_end = tl.minimum((split + 1) * tiles_per_split, n_tiles)
         for t in range(split * tiles_per_split, t_end):
             w_offs = (t * ROWS + offs_w)[:, None] * D + offs_d[None, :]  # [ROWS, D]
             wk = tl.load(KC + c_base + w_offs)  # [ROWS, D] packed K words of tile t
             wv = tl.load(VC + c_base + w_offs)  # [ROWS, D] packed V words
             if K_PER_CHANNEL:
-                ks = tl.load(km_base + t * 2 * D + offs_d).to(tl.float32)  # [D] scale of each channel
-                kz = tl.load(km_base + t * 2 * D + D + offs_d).to(tl.float32)  # [D] zero
+                ks, kz = _half2(tl.load(km_base + t * D + offs_d))  # [D] scale and zero of each channel
                 qs = (q * ks[None, :]).to(tl.float16)  # [BLOCK_G, D] q o s, once per tile
                 qz = tl.sum(q * kz[None, :], 1)  # [BLOCK_G] q . z
             for j in tl.static_range(PER):  # slab j: tokens t*TILE + j*ROWS + [0, ROWS)
@@ -142,19 +158,18 @@ def _bitdecode_split_kernel(
                 if K_PER_CHANNEL:
                     s = tl.dot(qs, tl.trans(ck)) + qz[:, None]  # [BLOCK_G, ROWS]
                 else:
-                    ks = tl.load(km_base + tok * 2).to(tl.float32)  # [ROWS] scale of each token
-                    kz = tl.load(km_base + tok * 2 + 1).to(tl.float32)  # [ROWS] zero
+                    ks, kz = _half2(tl.load(km_base + tok))  # [ROWS] scale and zero of each token
                     s = tl.dot(q16, tl.trans(ck)) * ks[None, :] + q_sum[:, None] * kz[None, :]
-                p, alpha, m_i, l_i = _online_update(s * qk_scale, m_i, l_i, acc)
-                vs = tl.load(vm_base + tok * 2).to(tl.float32)  # [ROWS]
-                vz = tl.load(vm_base + tok * 2 + 1).to(tl.float32)  # [ROWS]
+                p, alpha, m_i, l_vec = _online_update(s * qk_scale, m_i, l_vec)
+                vs, vz = _half2(tl.load(vm_base + tok))  # [ROWS]
                 cv = ((wv >> (j * BITS)) & MASK).to(tl.float16)  # [ROWS, D]
-                pv = tl.dot((p * vs[None, :]).to(tl.float16), cv) + tl.sum(p * vz[None, :], 1)[:, None]  # [BLOCK_G, D]
-                acc = acc * alpha[:, None] + pv
+                acc = acc * alpha[:, None] + tl.dot((p * vs[None, :]).to(tl.float16), cv)  # [BLOCK_G, D]
+                z_vec = z_vec * alpha[:, None] + p * vz[None, :]
+        acc += tl.sum(z_vec, 1)[:, None]  # sum_n p_n z_n adds to every channel
+        l_i = tl.sum(l_vec, 1)
     else:
-        r_base = b64 * stride_rb + kvh64 * stride_rh
-        m_i, l_i, acc = _residual_part(q, KR, VR, r_base, r_base, stride_rs, res_len, qk_scale, m_i, l_i, acc,
-                                       D, BLOCK_R, USE_DOT)
+        m_i, l_i, acc = _residual_part(q, KR, VR, b64 * stride_rb + kvh64 * stride_rh, stride_rs, res_len, qk_scale,
+                                       BLOCK_G, D, BLOCK_R, USE_DOT)
     _store_split(PartialOut, Lse, acc, m_i, l_i, b, Hkv, G, heads, g_mask, split, num_splits + 1, D)
 
 
@@ -178,9 +193,9 @@ def _bitdecode_split_cuda_core_kernel(
     G: tl.constexpr, BLOCK_G: tl.constexpr, D: tl.constexpr, BITS: tl.constexpr, TILE: tl.constexpr,
     K_PER_CHANNEL: tl.constexpr, BLOCK_R: tl.constexpr, USE_DOT: tl.constexpr,
 ):
-    """The CUDA-core variant (KIVI-style): the same cache and splits, but every element is
-    dequantized (c * s + z) in registers and the products are broadcast multiplies and tl.sum,
-    no tl.dot. Works one slab of ROWS consecutive tokens (one bit slot) at a time."""
+    """The CUDA-core variant (KIVI-style): the same cache, splits and metadata loads, but every
+    element is dequantized (c * s + z) in registers and the products are broadcast multiplies and
+    tl.sum, no tl.dot. Works one slab of ROWS consecutive tokens (one bit slot) at a time."""
     PER: tl.constexpr = 8
     ROWS: tl.constexpr = TILE // PER
     MASK: tl.constexpr = (1 << BITS) - 1
@@ -196,37 +211,37 @@ def _bitdecode_split_cuda_core_kernel(
     q = tl.load(Q + b * stride_qb + heads[:, None] * stride_qh + offs_d[None, :],
                 mask=g_mask[:, None], other=0.0).to(tl.float32)  # [BLOCK_G, D]
     b64, kvh64 = b.to(tl.int64), kvh.to(tl.int64)
-    m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
-    l_i = tl.zeros([BLOCK_G], tl.float32)
-    acc = tl.zeros([BLOCK_G, D], tl.float32)
     if split < num_splits:
         c_base = b64 * stride_cb + kvh64 * stride_ch
         km_base = KM + b64 * stride_kmb + kvh64 * stride_kmh
         vm_base = VM + b64 * stride_vmb + kvh64 * stride_vmh
+        m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
+        l_vec = tl.zeros([BLOCK_G, ROWS], tl.float32)
+        acc = tl.zeros([BLOCK_G, D], tl.float32)
         t_end = tl.minimum((split + 1) * tiles_per_split, n_tiles)
         for t in range(split * tiles_per_split, t_end):
             w_offs = (t * ROWS + offs_w)[:, None] * D + offs_d[None, :]  # [ROWS, D]
             wk = tl.load(KC + c_base + w_offs)  # [ROWS, D] words
             wv = tl.load(VC + c_base + w_offs)
             if K_PER_CHANNEL:
-                ks = tl.load(km_base + t * 2 * D + offs_d).to(tl.float32)  # [D]
-                kz = tl.load(km_base + t * 2 * D + D + offs_d).to(tl.float32)
+                ks, kz = _half2(tl.load(km_base + t * D + offs_d))  # [D]
             for j in tl.static_range(PER):
                 tok = t * TILE + j * ROWS + offs_w  # [ROWS] tokens of slab j
                 ck = ((wk >> (j * BITS)) & MASK).to(tl.float32)  # [ROWS, D]
                 if K_PER_CHANNEL:
                     k = ck * ks[None, :] + kz[None, :]
                 else:
-                    k = ck * tl.load(km_base + tok * 2).to(tl.float32)[:, None] + tl.load(km_base + tok * 2 + 1).to(tl.float32)[:, None]
+                    kst, kzt = _half2(tl.load(km_base + tok))  # [ROWS]
+                    k = ck * kst[:, None] + kzt[:, None]
                 s = tl.sum(q[:, None, :] * k[None, :, :], 2) * qk_scale  # [BLOCK_G, ROWS]
-                p, alpha, m_i, l_i = _online_update(s, m_i, l_i, acc)
-                v = (((wv >> (j * BITS)) & MASK).to(tl.float32) * tl.load(vm_base + tok * 2).to(tl.float32)[:, None]
-                     + tl.load(vm_base + tok * 2 + 1).to(tl.float32)[:, None])  # [ROWS, D]
+                p, alpha, m_i, l_vec = _online_update(s, m_i, l_vec)
+                vs, vz = _half2(tl.load(vm_base + tok))  # [ROWS]
+                v = ((wv >> (j * BITS)) & MASK).to(tl.float32) * vs[:, None] + vz[:, None]  # [ROWS, D]
                 acc = acc * alpha[:, None] + tl.sum(p[:, :, None] * v[None, :, :], 1)
+        l_i = tl.sum(l_vec, 1)
     else:
-        r_base = b64 * stride_rb + kvh64 * stride_rh
-        m_i, l_i, acc = _residual_part(q, KR, VR, r_base, r_base, stride_rs, res_len, qk_scale, m_i, l_i, acc,
-                                       D, BLOCK_R, USE_DOT)
+        m_i, l_i, acc = _residual_part(q, KR, VR, b64 * stride_rb + kvh64 * stride_rh, stride_rs, res_len, qk_scale,
+                                       BLOCK_G, D, BLOCK_R, USE_DOT)
     _store_split(PartialOut, Lse, acc, m_i, l_i, b, Hkv, G, heads, g_mask, split, num_splits + 1, D)
 
 
@@ -249,8 +264,8 @@ def _qpack_tile(X, C, M, x_base, c_base, m_base, stride_xs, t,
         mx = tl.max(tl.max(x, 0), 0)
         s16 = tl.math.div_rn(mx - mn, QMAX * 1.0).to(tl.float16)
         z16 = mn.to(tl.float16)
-        tl.store(M + m_base + t * 2 * D + offs_d, s16)
-        tl.store(M + m_base + t * 2 * D + D + offs_d, z16)
+        tl.store(M + m_base + (t * D + offs_d) * 2, s16)  # meta [tiles, D, 2]: (scale, zero) pairs
+        tl.store(M + m_base + (t * D + offs_d) * 2 + 1, z16)
         s = s16.to(tl.float32)[None, None, :]
         z = z16.to(tl.float32)[None, None, :]
     else:
@@ -262,8 +277,8 @@ def _qpack_tile(X, C, M, x_base, c_base, m_base, stride_xs, t,
         tl.store(M + m_base + tok * 2 + 1, z16)
         s = s16.to(tl.float32)[:, :, None]
         z = z16.to(tl.float32)[:, :, None]
-    s = tl.where(s > 0, s, 1.0)  # a constant group: every code 0, x^ = z
-    c = tl.floor(tl.math.div_rn(x - z, s) + 0.5)
+    inv = tl.math.div_rn(1.0, tl.where(s > 0, s, 1.0))  # a constant group: every code 0, x^ = z
+    c = tl.floor((x - z) * inv + 0.5)  # the launch turns fma fusion off: mul and add round separately
     c = tl.minimum(tl.maximum(c, 0.0), QMAX * 1.0).to(tl.int32)  # [PER, ROWS, D]
     words = tl.reduce(c << (offs_j * BITS)[:, None, None], 0, _bit_or)  # [ROWS, D]; 8 * BITS bits used
     tl.store(C + c_base + (t * ROWS + offs_i)[:, None] * D + offs_d[None, :], words.to(C.dtype.element_ty))
@@ -310,7 +325,7 @@ def quantize_pack_kv(k, v, k_codes, k_meta, v_codes, v_meta, *, bits: int, tile:
         assert t.stride(3) == 1 and t.stride(2) == D, "codes rows must be contiguous [.., rows, D]"
     assert v_meta.stride(3) == 1 and v_meta.stride(2) == 2
     if k_per_channel:
-        assert k_meta.stride(4) == 1 and k_meta.stride(3) == D and k_meta.stride(2) == 2 * D
+        assert k_meta.stride(4) == 1 and k_meta.stride(3) == 2 and k_meta.stride(2) == 2 * D
     else:
         assert k_meta.stride(3) == 1 and k_meta.stride(2) == 2
     _quantize_pack_kernel[(B * Hkv, n // tile, 2)](
@@ -318,7 +333,9 @@ def quantize_pack_kv(k, v, k_codes, k_meta, v_codes, v_meta, *, bits: int, tile:
         k.stride(0), k.stride(1), k.stride(2), v.stride(0), v.stride(1), v.stride(2),
         k_codes.stride(0), k_codes.stride(1), k_meta.stride(0), k_meta.stride(1), v_meta.stride(0), v_meta.stride(1),
         v_codes.stride(0), v_codes.stride(1),
-        Hkv, K_PER_CHANNEL=k_per_channel, BITS=bits, TILE=tile, D=D, num_warps=4,
+        Hkv, K_PER_CHANNEL=k_per_channel, BITS=bits, TILE=tile, D=D,
+        num_warps=8,  # a [8, 16, D] fp32 tile is 16K values: 64 per thread at 8 warps (4 spilled)
+        enable_fp_fusion=False,  # (x - z) * inv + 0.5 as two roundings, exactly as torch computes it
     )
 
 
@@ -353,7 +370,8 @@ def bitdecode_attention(q, cache, *, sm_scale=None, impl="triton", num_splits=No
     partial = torch.empty(B * H, splits + 1, D, device=q.device, dtype=torch.float32)  # [B*H, splits+1, D]
     lse = torch.empty(B * H, splits + 1, device=q.device, dtype=torch.float32)  # [B*H, splits+1]
     out = torch.empty(B, H, D, device=q.device, dtype=q.dtype)
-    kc, vc, km, vm, kr, vr = cache.k_codes, cache.v_codes, cache.k_meta, cache.v_meta, cache._res_k, cache._res_v
+    kc, vc, kr, vr = cache.k_codes, cache.v_codes, cache._res_k, cache._res_v
+    km, vm = cache.k_meta.view(torch.int32)[..., 0], cache.v_meta.view(torch.int32)[..., 0]  # (scale, zero) pairs as words
     use_dot = impl == "triton"
     kernel = _bitdecode_split_kernel if use_dot else _bitdecode_split_cuda_core_kernel
     block_g = max(16, triton.next_power_of_2(G)) if use_dot else triton.next_power_of_2(G)
@@ -374,20 +392,30 @@ def bitdecode_attention(q, cache, *, sm_scale=None, impl="triton", num_splits=No
     return out
 
 
-def _naive(q, cache, sm_scale):
-    """Dequantize element by element into a full fp16 K and V (torch ops: unpack, scale, add,
-    concatenate the residual), then run our dense fp16 Triton decode. Moves the packed bytes, then
-    writes and re-reads a full fp16 cache: slower than attending to fp16 directly."""
-    from msrbook.kvquant import unpack_to_logical
+def _unpack_codes(words, bits: int, tile: int):
+    """Packed words [B, Hkv, P/8, D] -> codes [B, Hkv, P, D] fp32 in logical order (torch, int32 shifts)."""
+    B, Hkv, Pw, D = words.shape
+    rows = tile // 8
+    w = words.to(torch.int32).reshape(B, Hkv, Pw // rows, 1, rows, D)  # [B, Hkv, tiles, 1, rows, D]
+    shifts = (torch.arange(8, device=words.device, dtype=torch.int32) * bits).reshape(1, 1, 1, 8, 1, 1)
+    return ((w >> shifts) & (2**bits - 1)).reshape(B, Hkv, Pw * 8, D).float()  # slot j, row i -> token j*rows+i
 
-    cfg = cache.cfg
-    k16 = unpack_to_logical(cache.k_codes, cfg.bits, cfg.tile).to(torch.float16)  # [B, Hkv, P, D]
-    v16 = unpack_to_logical(cache.v_codes, cfg.bits, cfg.tile).to(torch.float16)
+
+def _naive(q, cache, sm_scale):
+    """Dequantize element by element into a full fp16 K and V (torch ops: unpack, c * s + z in fp32
+    rounded once to fp16, concatenate the residual), then run our dense fp16 Triton decode. Moves
+    the packed bytes, then writes and re-reads a full fp16 cache: slower than attending to fp16."""
+    cfg, B, Hkv = cache.cfg, cache.B, cache.Hkv
+    kc = _unpack_codes(cache.k_codes, cfg.bits, cfg.tile)  # [B, Hkv, P, D]
+    P, D = kc.shape[2], kc.shape[3]
+    km, vm = cache.k_meta.float(), cache.v_meta.float()
     if cfg.k_mode == "KC":
-        k16 = k16 * cache.k_meta[:, :, :, 0].repeat_interleave(cfg.tile, 2) + cache.k_meta[:, :, :, 1].repeat_interleave(cfg.tile, 2)
+        kc = kc.view(B, Hkv, P // cfg.tile, cfg.tile, D)  # [B, Hkv, tiles, TILE, D]
+        k16 = (kc * km[:, :, :, None, :, 0] + km[:, :, :, None, :, 1]).view(B, Hkv, P, D).half()
     else:
-        k16 = k16 * cache.k_meta[..., 0:1] + cache.k_meta[..., 1:2]
-    v16 = v16 * cache.v_meta[..., 0:1] + cache.v_meta[..., 1:2]
+        k16 = (kc * km[..., 0:1] + km[..., 1:2]).half()
+    del kc
+    v16 = (_unpack_codes(cache.v_codes, cfg.bits, cfg.tile) * vm[..., 0:1] + vm[..., 1:2]).half()
     k16 = torch.cat([k16, cache.k_res], dim=2)  # [B, Hkv, T, D]
     v16 = torch.cat([v16, cache.v_res], dim=2)
     return decode_attention(q.to(torch.float16), k16, v16, sm_scale=sm_scale).to(q.dtype)
@@ -412,7 +440,7 @@ def compile_for_target(kernel: str, *, bits: int, k_mode: str = "KC", G: int = 4
         const = dict(K_PER_CHANNEL=k_mode == "KC", BITS=bits, TILE=tile, D=D)
     else:
         fn = _bitdecode_split_kernel if kernel == "triton" else _bitdecode_split_cuda_core_kernel
-        types = dict(Q="*fp16", KC=word, KM="*fp16", VC=word, VM="*fp16", KR="*fp16", VR="*fp16",
+        types = dict(Q="*fp16", KC=word, KM="*i32", VC=word, VM="*i32", KR="*fp16", VR="*fp16",
                      PartialOut="*fp32", Lse="*fp32", qk_scale="fp32")
         use_dot = kernel == "triton"
         const = dict(G=G, BLOCK_G=max(16, triton.next_power_of_2(G)) if use_dot else triton.next_power_of_2(G),
@@ -447,6 +475,101 @@ def main(B=2, H=8, Hkv=2, T=300, D=64, bits=4, k_mode="KC", device=None):
     for impl in ("triton", "cuda_core", "naive"):
         assert_close(bitdecode_attention(q, cache, impl=impl).float(), ref, rtol=1e-2, atol=1e-2, name=impl)
     print(f"bitdecode ok: B={B} H={H} Hkv={Hkv} T={T} D={D} {bits}-bit {k_mode}")
+
+
+# -------------------------------------------------------------------------------------------- bench
+
+FP16_BACKENDS = ("sdpa_cudnn", "sdpa_flash", "triton_fp16")  # the dense baselines, fastest of them counts
+LOWBIT_IMPLS = ("triton", "cuda_core", "naive")
+SCALED_TOL = 1e-2  # of the reference's largest |value|: fp16 rounding of q o s, p o s and the output (see tests)
+
+
+def _fp16_fn(name, q, k, v):
+    from msrbook.bench import sdpa_decode
+
+    if name == "triton_fp16":
+        return lambda: decode_attention(q, k, v)
+    return lambda: sdpa_decode(q, k, v, name.removeprefix("sdpa_"))
+
+
+def bench_shape(B, H, Hkv, T, D=128, *, bits=(4, 2), impls=LOWBIT_IMPLS, fp16=FP16_BACKENDS, k_mode="KC",
+                configs=(), warmup=25, rep=100, seed=0, check_batches=1):
+    """Time every fp16 baseline and every (bits, impl) on one shape [B, H/Hkv heads, T tokens, D]
+    on the GPU. Each output is first checked (batch elements [0, check_batches)): fp16 backends
+    against the fp32 reference on K/V, low-bit impls against it on the dequantized cache; a
+    mismatch raises. `configs`: extra knob dicts (num_splits, num_warps, num_stages) timed for the
+    Triton impl, each its own row. Rows: {batch, seq_len, n_q, n_kv, head_dim, bits, backend,
+    config, ms, gbps, bytes, error}. A backend that cannot run (no kernel, out of memory) gets an
+    error and NaN."""
+    from msrbook.bench import gbps, time_ms
+    from msrbook.kernels.decode_attention import decode_bytes
+    from msrbook.kvquant import QuantConfig, QuantKVCache
+    from msrbook.testing import assert_close
+
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    base = dict(batch=B, seq_len=T, n_q=H, n_kv=Hkv, head_dim=D)
+    rows = []
+
+    def record(backend, nbits, fn, nbytes, ref, config=""):
+        row = dict(base, bits=nbits, backend=backend, config=config, ms=math.nan, gbps=math.nan, bytes=nbytes, error="")
+        try:
+            out = fn()
+            if ref is not None:
+                assert_close(out[:check_batches].float(), ref, rtol=0.0, atol=SCALED_TOL * float(ref.abs().max()),
+                             name=f"{backend} {config} B={B} T={T} H={H}/{Hkv}")
+            row["ms"] = time_ms(fn, warmup=warmup, rep=rep, device=dev)
+            row["gbps"] = gbps(nbytes, row["ms"])
+        except (RuntimeError, torch.cuda.OutOfMemoryError) as err:  # cannot run here: say why, keep going
+            row["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''}"
+        rows.append(row)
+        return row
+
+    try:
+        q = torch.randn(B, H, D, generator=gen, device=dev).to(torch.float16)  # [B, H, D]
+        k = torch.randn(B, Hkv, T, D, generator=gen, device=dev).to(torch.float16)  # [B, Hkv, T, D]
+        v = torch.randn(B, Hkv, T, D, generator=gen, device=dev).to(torch.float16)
+    except torch.cuda.OutOfMemoryError as err:  # the fp16 cache itself does not fit: one row says so
+        return [dict(base, bits=16, backend="fp16 cache", config="", ms=math.nan, gbps=math.nan, bytes=0,
+                     error=f"OutOfMemoryError: {str(err).splitlines()[0][:160]}")]
+    qc = q[:check_batches]
+    ref = decode_attention_ref(qc, k[:check_batches], v[:check_batches])  # [cb, H, D] fp32
+    for name in fp16:
+        record(name, 16, _fp16_fn(name, q, k, v), decode_bytes(B, H, Hkv, T, D, 2), ref)
+    del ref
+    for nbits in bits:
+        cache = QuantKVCache(QuantConfig(bits=nbits, k_mode=k_mode), B, Hkv, D, device=dev, max_tokens=T)
+        cache.append(k, v)  # prefill: one fused quantize-and-pack launch
+        nbytes = bitdecode_bytes(cache, H)
+        ref = decode_attention_ref(qc, *cache.dequantized(check_batches))
+        for impl in impls:
+            record(f"int{nbits}_{impl}", nbits, lambda impl=impl: bitdecode_attention(q, cache, impl=impl), nbytes, ref,
+                   config="default" if impl != "naive" else "")
+        for cfg in configs:
+            record(f"int{nbits}_triton", nbits, lambda cfg=cfg: bitdecode_attention(q, cache, impl="triton", **cfg),
+                   nbytes, ref, config=",".join(f"{k_}={v_}" for k_, v_ in cfg.items()))
+        del cache, ref
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+    return rows
+
+
+def quantize_pack_ms(B, Hkv, T, D=128, bits=4, k_mode="KC", warmup=25, rep=100, seed=0):
+    """(ms, GB/s) of one fused quantize-and-pack launch over K and V [B, Hkv, T, D] fp16 (T a
+    multiple of 128). Bytes: fp16 K and V read, packed words and metadata written."""
+    from msrbook.bench import gbps, time_ms
+    from msrbook.kvquant import QuantConfig, QuantKVCache
+
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    k, v = (torch.randn(B, Hkv, T, D, generator=gen, device=dev).to(torch.float16) for _ in range(2))
+    cfg = QuantConfig(bits=bits, k_mode=k_mode)
+    cache = QuantKVCache(cfg, B, Hkv, D, device=dev, max_tokens=T)
+    args = (cache._k_codes, cache._k_meta, cache._v_codes, cache._v_meta)
+    fn = lambda: quantize_pack_kv(k, v, *args, bits=bits, tile=cfg.tile, k_per_channel=k_mode == "KC")  # noqa: E731
+    ms = time_ms(fn, warmup=warmup, rep=rep, device=dev)
+    nbytes = 2 * k.numel() * 2 + sum(t.numel() * t.element_size() for t in args)
+    return ms, gbps(nbytes, ms)
 
 
 if __name__ == "__main__":

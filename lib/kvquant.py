@@ -6,10 +6,10 @@ codes per word: 4-bit codes in int32 words, 2-bit codes in int16 words. K and V 
 
 Quantization is asymmetric min-max per group of `group` consecutive elements along one axis:
 
-    s = (max - min) / (2^b - 1),   z = min,   c = clamp(floor((x - z) / s + 1/2), 0, 2^b - 1),   x^ = c * s + z
+    s = (max - min) / (2^b - 1),   z = min,   c = clamp(floor((x - z) * (1/s) + 1/2), 0, 2^b - 1),   x^ = c * s + z
 
-so |x - x^| <= s / 2 per element (plus the rounding of s to fp16). Scale and zero are stored in fp16,
-side by side. K is quantized per channel over groups of tokens ("KC", axis 2) or per token over
+so |x - x^| <= s / 2 per element (plus the rounding of s to fp16 and of 1/s to fp32). Scale and zero
+are stored in fp16, side by side (a half2 pair, the last dim of every metadata tensor). K is quantized per channel over groups of tokens ("KC", axis 2) or per token over
 groups of channels ("KT", axis 3); V always per token over groups of channels.
 
 Packing (`pack` / `unpack_to_logical`): every packed tensor here is packed along TOKENS, in tiles of
@@ -130,11 +130,13 @@ def quant_params(mn: torch.Tensor, mx: torch.Tensor, bits: int):
 
 
 def quant_codes(x: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, bits: int) -> torch.Tensor:
-    """c = clamp(floor((x - z) / s + 1/2), 0, 2^b - 1) in fp32 with the stored fp16 s and z (a zero
-    scale, a constant group, divides by 1 instead: every code is 0 and x^ = z)."""
+    """c = clamp(floor((x - z) * (1/s) + 1/2), 0, 2^b - 1) in fp32 with the stored fp16 s and z: one
+    correctly rounded reciprocal per group, then a multiply and an add per element, each rounded
+    on its own (the Triton kernel turns off fma fusion to match). A zero scale (a constant group)
+    uses 1/s = 1: every code is 0 and x^ = z."""
     s = scale.float()
-    s = torch.where(s > 0, s, torch.ones_like(s))
-    c = torch.floor((x.float() - zero.float()) / s + 0.5)
+    inv = 1.0 / torch.where(s > 0, s, torch.ones_like(s))
+    c = torch.floor((x.float() - zero.float()) * inv + 0.5)
     return c.clamp_(0, 2**bits - 1).to(torch.uint8)
 
 
@@ -228,9 +230,10 @@ class QuantKVCache:
 
     Tensors the decode kernel takes (views of the used part; P = packed tokens):
       k_codes, v_codes  int32 (4-bit) / int16 (2-bit) [B, Hkv, P / 8, D]  packed along tokens (module docstring)
-      k_meta            fp16  KC: [B, Hkv, P / tile, 2, D] (scale row, zero row per tile of tokens)
-                              KT: [B, Hkv, P, 2] (scale, zero per token; one channel group = D)
+      k_meta            fp16  KC: [B, Hkv, P / tile, D, 2] ((scale, zero) per channel and tile of tokens)
+                              KT: [B, Hkv, P, 2] ((scale, zero) per token; one channel group = D)
       v_meta            fp16  [B, Hkv, P, 2]
+    The (scale, zero) pairs are adjacent, so the kernel loads each pair as one 32-bit word.
       k_res, v_res      fp16  [B, Hkv, res_len, D]
     """
 
@@ -255,7 +258,7 @@ class QuantKVCache:
         new = dict(
             _k_codes=torch.zeros(B, H, tokens // cfg.per_word, D, device=self.device, dtype=cfg.word_dtype),
             _v_codes=torch.zeros(B, H, tokens // cfg.per_word, D, device=self.device, dtype=cfg.word_dtype),
-            _k_meta=(torch.zeros(B, H, tokens // cfg.tile, 2, D, device=self.device, dtype=torch.float16)
+            _k_meta=(torch.zeros(B, H, tokens // cfg.tile, D, 2, device=self.device, dtype=torch.float16)
                      if cfg.k_mode == "KC" else torch.zeros(B, H, tokens, 2, device=self.device, dtype=torch.float16)),
             _v_meta=torch.zeros(B, H, tokens, 2, device=self.device, dtype=torch.float16),
         )
@@ -335,20 +338,21 @@ class QuantKVCache:
         self.flushes += 1
 
     # views for references ---------------------------------------------------------------------
-    def dequantized(self):
+    def dequantized(self, batches: int | None = None):
         """(K, V) fp32 [B, Hkv, T, D] in logical order: the packed part dequantized by the reference
-        path, then the fp16 residual. What every decode impl must attend to."""
-        cfg = self.cfg
-        kc = unpack_to_logical(self.k_codes, cfg.bits, cfg.tile).float()  # [B, Hkv, P, D]
-        vc = unpack_to_logical(self.v_codes, cfg.bits, cfg.tile).float()  # [B, Hkv, P, D]
+        path, then the fp16 residual. What every decode impl must attend to. `batches`: only the
+        first that many batch elements (long caches on the GPU)."""
+        cfg, nb = self.cfg, batches or self.B
+        kc = unpack_to_logical(self.k_codes[:nb], cfg.bits, cfg.tile).float()  # [nb, Hkv, P, D]
+        vc = unpack_to_logical(self.v_codes[:nb], cfg.bits, cfg.tile).float()  # [nb, Hkv, P, D]
+        km, vm = self.k_meta[:nb].float(), self.v_meta[:nb].float()
         if cfg.k_mode == "KC":
-            ks = self.k_meta[:, :, :, 0].float().repeat_interleave(cfg.tile, 2)  # [B, Hkv, P, D]
-            kz = self.k_meta[:, :, :, 1].float().repeat_interleave(cfg.tile, 2)
+            ks = km[..., 0].repeat_interleave(cfg.tile, 2)  # [nb, Hkv, P, D]
+            kz = km[..., 1].repeat_interleave(cfg.tile, 2)
         else:
-            ks, kz = self.k_meta[..., 0:1].float(), self.k_meta[..., 1:2].float()  # [B, Hkv, P, 1]
-        vs, vz = self.v_meta[..., 0:1].float(), self.v_meta[..., 1:2].float()  # [B, Hkv, P, 1]
-        k = torch.cat([kc * ks + kz, self.k_res.float()], dim=2)
-        v = torch.cat([vc * vs + vz, self.v_res.float()], dim=2)
+            ks, kz = km[..., 0:1], km[..., 1:2]  # [nb, Hkv, P, 1]
+        k = torch.cat([kc.mul_(ks).add_(kz), self.k_res[:nb].float()], dim=2)
+        v = torch.cat([vc.mul_(vm[..., 0:1]).add_(vm[..., 1:2]), self.v_res[:nb].float()], dim=2)
         return k, v
 
     def nbytes(self) -> int:

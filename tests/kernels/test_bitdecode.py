@@ -38,9 +38,9 @@ def filled_cache(cfg, B, Hkv, T, D, seed, chunks=1):
 @pytest.mark.parametrize("bits", [4, 2])
 @pytest.mark.parametrize("k_mode", ["KC", "KT"])
 def test_fused_quantize_pack_equals_reference_bit_exactly(bits, k_mode):
-    """Same IEEE fp32 operations in the same order (min, max, (max-min)/(2^b-1) rounded to fp16,
-    floor((x - z) / s + 1/2) with a correctly rounded division): codes, scales and zeros are equal
-    bit for bit, ties included."""
+    """Same IEEE fp32 operations in the same order (min, max, (max-min)/(2^b-1) rounded to fp16, a
+    correctly rounded 1/s, then floor((x - z) * (1/s) + 1/2) with no fma fusion): codes, scales and
+    zeros are equal bit for bit, ties included."""
     cfg = QuantConfig(bits=bits, k_mode=k_mode)
     B, Hkv, n, D = 2, 2, cfg.residual_tokens, 32
     k, v = randn(B, Hkv, n, D, seed=bits), randn(B, Hkv, n, D, seed=bits + 10)
@@ -54,7 +54,7 @@ def test_fused_quantize_pack_equals_reference_bit_exactly(bits, k_mode):
     assert torch.equal(cache.k_codes.cpu(), pack(qk.codes, bits, cfg.tile))
     assert torch.equal(cache.v_codes.cpu(), pack(qv.codes, bits, cfg.tile))
     if k_mode == "KC":
-        ref_k_meta = torch.stack([qk.scale, qk.zero], dim=3)  # [B, Hkv, n/128, 2, D]
+        ref_k_meta = torch.stack([qk.scale, qk.zero], dim=-1)  # [B, Hkv, n/128, D, 2]
     else:
         ref_k_meta = torch.cat([qk.scale, qk.zero], dim=3)  # [B, Hkv, n, 2]
     assert torch.equal(cache.k_meta.cpu(), ref_k_meta)
@@ -67,7 +67,7 @@ def test_quantize_pack_writes_only_its_slice():
     k, v = randn(B, Hkv, 128, D, seed=1), randn(B, Hkv, 128, D, seed=2)
     kc = torch.full((B, Hkv, 48, D), 7, dtype=torch.int32, device=DEVICE)
     vc = kc.clone()
-    km = torch.full((B, Hkv, 3, 2, D), 9.0, dtype=torch.float16, device=DEVICE)
+    km = torch.full((B, Hkv, 3, D, 2), 9.0, dtype=torch.float16, device=DEVICE)
     vm = torch.full((B, Hkv, 384, 2), 9.0, dtype=torch.float16, device=DEVICE)
     quantize_pack_kv(k, v, kc[:, :, 16:32], km[:, :, 1:2], vc[:, :, 16:32], vm[:, :, 128:256], bits=4, tile=128,
                      k_per_channel=True)
