@@ -326,6 +326,7 @@ def _worker_main() -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         _setup_mounts(libc, cfg.get("hide", []))
         _prepare_seccomp()
+        import resource  # noqa: F401 - loaded once here rather than by every child (_set_rlimits)
         os.chdir("/")
         os.environ.clear()
         os.environ.update(SAFE_ENV)
@@ -415,7 +416,7 @@ def _set_rlimits(lim: Limits, userns: bool) -> None:
     # In a user namespace RLIMIT_NPROC counts the namespace's own processes (Linux >= 5.14), the
     # outer worker and the init included; as root it counts the child uid's, which only the run has.
     nproc = lim.max_procs + (2 if userns else 0)
-    out = lim.max_output_bytes if lim.max_output_bytes > lim.max_file_bytes else lim.max_file_bytes
+    out = max(lim.max_output_bytes, lim.max_file_bytes)
     wanted = {R.RLIMIT_CPU: (cpu, cpu + 1), R.RLIMIT_AS: (lim.memory_mb << 20,) * 2, R.RLIMIT_NPROC: (nproc,) * 2,
               R.RLIMIT_CORE: (0, 0), R.RLIMIT_FSIZE: (out + 1,) * 2, R.RLIMIT_NOFILE: (lim.max_open_files,) * 2,
               R.RLIMIT_MEMLOCK: (0, 0), R.RLIMIT_MSGQUEUE: (0, 0)}
