@@ -233,15 +233,15 @@ def answer_modes(model: Decoder, prompt: list[int], answer: list[int], configs: 
 
 
 def retrieval(model: Decoder, samples, encode, decode, configs: dict, budget) -> list[dict]:
-    """One row per (sample, mode): task, length, prompt tokens, answer, output, exact score
-    (tasks.score), answer NLL. encode(text) -> ids, decode(ids) -> text, budget(sample) -> max new tokens."""
+    """One row per (sample, mode): sample index, task, length, prompt tokens, answer, output, exact
+    score (tasks.score), answer NLL. encode(text) -> ids, decode(ids) -> text, budget(sample) -> max new tokens."""
     from .models import tasks
 
     rows = []
-    for s in samples:
+    for i, s in enumerate(samples):
         prompt, answer = encode(s.prompt), encode(" " + s.answer)
         for r in answer_modes(model, prompt, answer, configs, decode, budget(s)):
-            rows.append({"task": s.task, "length": s.length, "sample_seed": s.seed, "prompt_tokens": len(prompt),
+            rows.append({"sample": i, "task": s.task, "length": s.length, "prompt_tokens": len(prompt),
                          "answer": s.answer, **r, "score": tasks.score(s, r["output"])})
     return rows
 
@@ -251,11 +251,12 @@ def retrieval(model: Decoder, samples, encode, decode, configs: dict, budget) ->
 
 @torch.no_grad()
 def record_qk(model: Decoder, idx: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Per layer, the post-RoPE q (B, H, T, D) and k (B, Hk, T, D) of one fp16-cache forward of idx."""
+    """Per layer, the post-RoPE q (B, H, T, D) and k (B, Hk, T, D), float32 on the model's device, of
+    one fp16-cache forward of idx."""
     seen = []
 
     def record(q, k, v, *, scale, layer=0):
-        seen.append((q.detach().float().cpu(), k.detach().float().cpu()))
+        seen.append((q.detach().float(), k.detach().float()))
         return mixed_attention(q, k, v, scale=scale, cfg=None)
 
     attention.register("kvcache-record", record)
@@ -289,7 +290,7 @@ def k_channel_rows(qk: list) -> list[dict]:
     """Per layer, KV head and channel: max |K| over the recorded tokens (post-RoPE, as cached)."""
     rows = []
     for layer, (_, k) in enumerate(qk):
-        amax = k.abs().amax(dim=2).amax(dim=0)  # (Hk, D)
+        amax = k.abs().amax(dim=2).amax(dim=0).cpu()  # (Hk, D)
         rows += [{"layer": layer, "head": h, "channel": c, "absmax": float(amax[h, c])}
                  for h in range(amax.shape[0]) for c in range(amax.shape[1])]
     return rows

@@ -7,6 +7,7 @@ every quantization code comes out the same in both and the logits agree to ~1e-1
 """
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -158,3 +159,23 @@ def test_kc_beats_kt_at_two_bits_when_k_has_outlier_channels():
         assert ev.k_error(q, out, kt)[key] > 1.5 * ev.k_error(q, out, kc)[key], key
         ratio = ev.k_error(q, plain, kt)[key] / ev.k_error(q, plain, kc)[key]
         assert 0.5 < ratio < 2.0, (key, ratio)
+
+
+def test_perplexity_is_the_same_in_batches():
+    """Windows scored two at a time give each window the NLL it gets alone (the rule is per position,
+    not per batch); float64, so only summation order differs."""
+    model, idx = tiny_model(), tokens(3 * T, seed=8)[0]
+    cfg = CONFIGS["KC-4 g32 r64"]
+    one = ev.perplexity(model, idx, T, cfg, batch_size=1)["per_window"]
+    two = ev.perplexity(model, idx, T, cfg, batch_size=2)["per_window"]
+    assert len(one) == 3 and max(abs(a - b) for a, b in zip(one, two)) < 1e-9
+
+
+def test_perplexity_summary_ratios():
+    import pandas as pd
+
+    rows = pd.DataFrame([{"mode": m, "window_index": i, "mean_nll": nll}
+                         for m, nlls in (("fp16", (1.0, 2.0)), ("KC-2", (1.5, 2.5))) for i, nll in enumerate(nlls)])
+    s = ev.ppl_summary(rows).set_index("mode")
+    assert s.windows["fp16"] == 2 and abs(s.ppl["fp16"] - math.exp(1.5)) < 1e-12
+    assert abs(s.ppl_over_fp16["KC-2"] - math.exp(0.5)) < 1e-12
