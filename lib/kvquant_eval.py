@@ -228,7 +228,8 @@ def answer_modes(model: Decoder, prompt: list[int], answer: list[int], configs: 
             if i == max_new - 1 or _first_number_done(decode(out)):
                 break
             nxt = view(torch.tensor([[out[-1]]], device=dev), start=p + i, caches=caches)[:, -1]
-        rows.append({"mode": mode, "answer_nll": nll, "output": decode(out)})
+        fp16_left = p - (packed_tokens(p, cfg) if cfg is not None else 0)  # the prompt's tokens left in fp16
+        rows.append({"mode": mode, "prompt_fp16_tokens": fp16_left, "answer_nll": nll, "output": decode(out)})
     return rows
 
 

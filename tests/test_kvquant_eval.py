@@ -105,6 +105,7 @@ def test_answer_modes_prefill_fp16_then_decode_quantized():
         ref = ev.decode_reference(model, torch.tensor([prompt + answer]), cfg, prefill=len(prompt))
         nll = torch.nn.functional.cross_entropy(ref[0, len(prompt) - 1:-1], torch.tensor(answer)).item()
         assert abs(row["answer_nll"] - nll) < 1e-9, row["mode"]
+        assert row["prompt_fp16_tokens"] == (130 if cfg is None else 130 - ev.packed_tokens(130, cfg))
 
 
 def test_greedy_output_is_the_reference_argmax():
