@@ -89,10 +89,13 @@ class TorchKMC:
             self.species = torch.as_tensor(species0).to(self.device, torch.int8).clone()
             if self.species.shape != (self.R, self.N):
                 raise ValueError(f"species0 has shape {tuple(self.species.shape)}, expected {(self.R, self.N)}")
-        vac = (self.species == VAC).nonzero()  # rows sorted by replica
-        if vac.shape[0] != self.R * self.V:
-            raise ValueError(f"every replica needs exactly {self.V} vacancies")
-        self.vac_pos = vac[:, 1].reshape(self.R, self.V).contiguous()
+        self.vac_pos = torch.empty(self.R, self.V, dtype=torch.int64, device=self.device)
+        step = max(1, (1 << 26) // self.N)  # replicas per block: the (r, N) mask stays small
+        for r0 in range(0, self.R, step):
+            vac = (self.species[r0:r0 + step] == VAC).nonzero()  # rows sorted by replica
+            if vac.shape[0] != self.vac_pos[r0:r0 + step].numel():
+                raise ValueError(f"every replica needs exactly {self.V} vacancies")
+            self.vac_pos[r0:r0 + step] = vac[:, 1].reshape(-1, self.V)
         self.n_cu = int((self.species[0] == CU).sum())
         self.time = torch.zeros(self.R, dtype=torch.float64, device=self.device)
         self.events = torch.zeros(self.R, dtype=torch.int64, device=self.device)
@@ -346,6 +349,12 @@ class TorchKMC:
             if max_wall_s is not None and time.perf_counter() - t0 > max_wall_s:
                 self.check()
                 return False
+
+    def close(self) -> None:
+        """Drop the CUDA graph and compiled functions (they hold references to this simulator's
+        tensors); call torch._dynamo.reset() too to free compiled code caches."""
+        self._graph = None
+        self._pure = (self._choose_classical, self._decide, self._update)
 
     def check(self) -> None:
         """Raise if a local update ever missed a vacancy (more than max_local near the changed sites)."""
