@@ -75,29 +75,39 @@ def fp16_round(x: torch.Tensor) -> torch.Tensor:
     return x.to(torch.float16).to(x.dtype)
 
 
-def cache_views(k: torch.Tensor, v: torch.Tensor, cfg: QuantConfig | None):
+def cache_views(k: torch.Tensor, v: torch.Tensor, cfg: QuantConfig | None, memo: dict | None = None):
     """(fp16(K), Q(K), fp16(V), Q(V)), each (B, Hk, S, D): every full residual block of the S tokens
     quantized and dequantized (fake_quant_*, keep_residual=False), the tail fp16 (never read
-    quantized: P(n) <= P(S)). With cfg None, Q(x) = fp16(x)."""
+    quantized: P(n) <= P(S)). With cfg None, Q(x) = fp16(x).
+
+    `memo` (a dict kept per layer by the caller) skips requantizing the packed part while it is
+    unchanged, as a real cache never requantizes it: decoding one token then costs a comparison of
+    the packed part with the one quantized last time instead of the ~150 ops of quantization."""
     k16, v16 = fp16_round(k), fp16_round(v)
     if cfg is None:
         return k16, k16, v16, v16
     full = packed_tokens(k.shape[2], cfg)
-    kq = torch.cat([fake_quant_k(k[:, :, :full], cfg, keep_residual=False), k16[:, :, full:]], dim=2)
-    vq = torch.cat([fake_quant_v(v[:, :, :full], cfg, keep_residual=False), v16[:, :, full:]], dim=2)
-    return k16, kq, v16, vq
+    pk, pv = k[:, :, :full], v[:, :, :full]
+    if memo and memo["full"] == full and torch.equal(memo["k"], pk) and torch.equal(memo["v"], pv):
+        kq, vq = memo["kq"], memo["vq"]
+    else:
+        kq, vq = fake_quant_k(pk, cfg, keep_residual=False), fake_quant_v(pv, cfg, keep_residual=False)
+        if memo is not None:
+            memo.update(full=full, k=pk.clone(), v=pv.clone(), kq=kq, vq=vq)
+    return k16, torch.cat([kq, k16[:, :, full:]], dim=2), v16, torch.cat([vq, v16[:, :, full:]], dim=2)
 
 
-def mixed_attention(q, k, v, *, scale: float, cfg: QuantConfig | None) -> torch.Tensor:
+def mixed_attention(q, k, v, *, scale: float, cfg: QuantConfig | None, memo: dict | None = None) -> torch.Tensor:
     """Causal attention where query t reads key/value j quantized iff `quantized_mask` says so.
 
     q (B, H, T, D), k (B, Hk, S, D), v (B, Hk, S, D) -> (B, H, T, D); queries at the last T of the
     S positions (the registry's convention). P(n) is constant over runs of R consecutive queries, so
     instead of two full score matrices selected per (i, j) each run attends once (SDPA, causal) to
-    its own view [Q(K)[:P], fp16(K)[P:]]: the same selection, a quarter of the work.
+    its own view [Q(K)[:P], fp16(K)[P:]]: the same selection, a quarter of the work. `memo`: see
+    `cache_views`.
     """
     t, s = q.shape[2], k.shape[2]
-    k16, kq, v16, vq = cache_views(k, v, cfg)
+    k16, kq, v16, vq = cache_views(k, v, cfg, memo)
     if cfg is None:
         return attention.sdpa_attention(q, k16, v16, scale=scale)
     n = torch.arange(s - t, s) + 1  # (T,) tokens in the cache when query t attends
@@ -123,7 +133,13 @@ def with_cache(model: Decoder, cfg: QuantConfig | None) -> Decoder:
     """A Decoder that shares `model`'s weights and reads its KV cache as `cfg` stores it (registered
     in the model lab's attention registry under `attention_name(cfg)`)."""
     name = attention_name(cfg)
-    attention.register(name, lambda q, k, v, *, scale, layer=0: mixed_attention(q, k, v, scale=scale, cfg=cfg))
+    memos: dict[int, dict] = {}  # per layer, for one-token decode steps only (a window would hold a copy of K)
+
+    def fn(q, k, v, *, scale, layer=0):
+        memo = memos.setdefault(layer, {}) if q.shape[2] == 1 else None
+        return mixed_attention(q, k, v, scale=scale, cfg=cfg, memo=memo)
+
+    attention.register(name, fn)
     return swap_attention(model, name)
 
 

@@ -180,3 +180,29 @@ def test_perplexity_summary_ratios():
     s = ev.ppl_summary(rows).set_index("mode")
     assert s.windows["fp16"] == 2 and abs(s.ppl["fp16"] - math.exp(1.5)) < 1e-12
     assert abs(s.ppl_over_fp16["KC-2"] - math.exp(0.5)) < 1e-12
+
+
+def test_memo_reuses_only_an_unchanged_packed_part():
+    """cache_views with a memo returns what it returns without one, also after the packed part changed
+    (the memo must notice and requantize) and after the cache grew past a flush."""
+    cfg, memo = CONFIGS["KC-2 g16 r32"], {}
+    g = torch.Generator().manual_seed(9)
+    k, v = torch.randn(1, 2, 100, 32, generator=g), torch.randn(1, 2, 100, 32, generator=g)
+    for step, (kk, vv) in enumerate([(k[:, :, :70], v[:, :, :70]), (k[:, :, :71], v[:, :, :71]),
+                                      (k[:, :, :71] * 1.5, v[:, :, :71]), (k, v)]):
+        got, want = ev.cache_views(kk, vv, cfg, memo), ev.cache_views(kk, vv, cfg)
+        assert all(torch.equal(a, b) for a, b in zip(got, want)), step
+        assert memo["full"] == ev.packed_tokens(kk.shape[2], cfg)
+
+
+def test_one_token_steps_equal_the_reference_across_a_flush():
+    """The decode path (one token per call, memo in use): a prompt of 126 tokens, then 12 steps, so the
+    cache flushes at 128 with two decoded tokens inside the new packed block."""
+    cfg, model, idx = CONFIGS["KC-2 g16 r32"], tiny_model(), tokens(138, seed=10)
+    view, fp16 = ev.with_cache(model, cfg), ev.with_cache(model, None)
+    caches = model.new_caches(1, 138)
+    with torch.no_grad():
+        out = [fp16(idx[:, :126], start=0, caches=caches)]
+        out += [view(idx[:, i:i + 1], start=i, caches=caches) for i in range(126, 138)]
+    ref = ev.decode_reference(model, idx, cfg, prefill=126)
+    assert_close(torch.cat(out, dim=1), ref, rtol=0, atol=1e-9, name="one-token steps")
