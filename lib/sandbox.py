@@ -321,6 +321,9 @@ def _worker_main() -> None:
         os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
     try:
         _ok(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "pdeathsig")
+        # not dumpable: nothing without CAP_SYS_PTRACE may open its /proc/1/fd (the harness's
+        # pipes) or /proc/1/mem, even a program with the init's uid (user-namespace mode)
+        _ok(libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "init not dumpable")
         # (getppid() is 0 in a new PID namespace, so the usual race check does not apply; the outer
         # process cannot exit before the init: it only waits for it.)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -343,12 +346,12 @@ def _worker_main() -> None:
         req = _recv(rfd)
         if req is None:
             os._exit(0)
-        _send(wfd, _serve_one(libc, req, cfg))
+        for stdin in req["stdins"]:  # one program, several inputs: one answer each, as it finishes
+            _send(wfd, _serve_one(libc, req["code"], stdin, Limits(**req["limits"]), cfg))
 
 
-def _serve_one(libc, req: dict, cfg: dict) -> dict:
-    lim = Limits(**req["limits"])
-    size = lim.tmpfs_bytes + 4 * len(req["stdin"])  # stdin lives there too (UTF-8: <= 4 bytes a character)
+def _serve_one(libc, code: str, stdin: str, lim: Limits, cfg: dict) -> dict:
+    size = lim.tmpfs_bytes + 4 * len(stdin)  # stdin lives there too (UTF-8: <= 4 bytes a character)
     _ok(libc.mount(b"tmpfs", b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, f"mode=0755,size={size}".encode()), "tmpfs /tmp")
     shm = f"mode=1777,size={lim.tmpfs_bytes}".encode()  # POSIX semaphores (multiprocessing) need it writable
     _ok(libc.mount(b"tmpfs", b"/dev/shm", b"tmpfs", MS_NOSUID | MS_NODEV, shm), "tmpfs /dev/shm")
@@ -363,11 +366,11 @@ def _serve_one(libc, req: dict, cfg: dict) -> dict:
             _ok(libc.mount(d, d, None, MS_BIND, None), "bind " + d.decode())
         _ok(libc.mount(None, b"/tmp", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, None), "/tmp ro")
         with open("/tmp/.io/stdin", "w", encoding="utf-8") as f:
-            f.write(req["stdin"])
+            f.write(stdin)
         t0 = time.monotonic()
         pid = os.fork()
         if pid == 0:
-            _child(libc, req["code"], lim, cfg)  # never returns
+            _child(libc, code, lim, cfg)  # never returns
         return _supervise(pid, lim, t0)
     finally:
         _kill_all()
@@ -379,6 +382,9 @@ def _child(libc, code: str, lim: Limits, cfg: dict) -> None:
     status = SETUP_EXIT
     try:
         os.setsid()
+        # dumpable for a moment (the init is not, and fork copies that), so that /proc/self belongs
+        # to this process also in a user namespace; made not dumpable again below
+        _ok(libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0), "dumpable")
         with open("/proc/self/oom_score_adj", "w") as f:
             f.write("1000")  # if the machine runs out of memory, sandboxed code dies first
         fd0 = os.open("/tmp/.io/stdin", os.O_RDONLY)
@@ -579,8 +585,10 @@ class _Worker:
         except (FileNotFoundError, ProcessLookupError):
             return None
 
-    def run(self, code: str, stdin: str, lim: Limits) -> Result:
-        _send(self.proc.stdin.fileno(), {"code": code, "stdin": stdin, "limits": asdict(lim)})
+    def send(self, code: str, stdins: list[str], lim: Limits) -> None:
+        _send(self.proc.stdin.fileno(), {"code": code, "stdins": stdins, "limits": asdict(lim)})
+
+    def receive(self, lim: Limits) -> Result:
         msg = self._recv(time.monotonic() + lim.wall_s + 30)  # margin: kill, reap, unmount
         if msg is None:
             raise ConnectionError("sandbox worker exited")
@@ -671,10 +679,18 @@ class Sandbox:
         return stray
 
     def run(self, code: str, stdin: str = "", limits: Limits | None = None) -> Result:
+        return self._run_chunk(code, [stdin], limits)[0]
+
+    def _run_chunk(self, code: str, stdins: list[str], limits: Limits | None) -> list[Result]:
+        """One program on a few inputs through one worker: one message there, one answer per input
+        back, so the harness is not woken twice per run."""
         lim = limits or self.limits
         w = self._checkout()
+        out: list[Result] = []
         try:
-            r = w.run(code, stdin, lim)
+            w.send(code, stdins, lim)
+            for _ in stdins:
+                out.append(w.receive(lim))
         except BaseException as e:
             # the worker's state is unknown (it died, hung, or this thread was interrupted mid-message):
             # kill it and free its slot, so the next run starts a fresh one
@@ -683,23 +699,39 @@ class Sandbox:
                 self._started -= 1
             if not isinstance(e, (TimeoutError, ConnectionError, OSError, ValueError)):
                 raise
-            return Result(Verdict.KILLED, "", "", None, 0.0, 0.0, 0.0, f"sandbox worker lost ({e}); replaced")
+            lost = Result(Verdict.KILLED, "", "", None, 0.0, 0.0, 0.0, f"sandbox worker lost ({e}); replaced")
+            return out + [lost] * (len(stdins) - len(out))
         self._idle.put(w)
-        return r
+        return out
+
+    def _chunks(self, tasks: list[tuple[str, str]]) -> list[tuple[str, list[str]]]:
+        """Consecutive tasks of the same program, in chunks small enough to keep every worker busy."""
+        size = max(1, min(16, len(tasks) // (2 * self.workers)))
+        chunks: list[tuple[str, list[str]]] = []
+        for code, stdin in tasks:
+            if chunks and chunks[-1][0] == code and len(chunks[-1][1]) < size:
+                chunks[-1][1].append(stdin)
+            else:
+                chunks.append((code, [stdin]))
+        return chunks
 
     def run_many(self, tasks, limits: Limits | None = None, progress: bool = False) -> list[Result]:
-        """Run (code, stdin) pairs in parallel; results in the tasks' order."""
-        tasks = list(tasks)
-        futs = [self._pool.submit(self.run, c, s, limits) for c, s in tasks]
+        """Run (code, stdin) pairs in parallel, each in its own isolated process; results in the
+        tasks' order. Consecutive tasks of one program travel to a worker together."""
+        chunks = self._chunks(list(tasks))
+        futs = [self._pool.submit(self._run_chunk, code, stdins, limits) for code, stdins in chunks]
         if progress:
-            from tqdm.auto import tqdm
             from concurrent.futures import as_completed
-            for _ in tqdm(as_completed(futs), total=len(futs), desc="sandbox"):
-                pass
-        return [f.result() for f in futs]
+
+            from tqdm.auto import tqdm
+            bar = tqdm(total=sum(len(s) for _, s in chunks), desc="sandbox")
+            for f in as_completed(futs):
+                bar.update(len(f.result()))
+            bar.close()
+        return [r for f in futs for r in f.result()]
 
     def run_inputs(self, code: str, inputs, limits: Limits | None = None, progress: bool = False) -> list[Result]:
-        """One program on many inputs, each in its own isolated process."""
+        """One program on many inputs, each in its own isolated process: the hot path."""
         return self.run_many([(code, s) for s in inputs], limits, progress)
 
     def close(self) -> None:

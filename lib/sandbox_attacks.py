@@ -5,8 +5,8 @@ Each Attack is a small hostile program with the verdict the sandbox must give it
 output, the loopback listeners accepted nothing, the process count stayed bounded), (3) the harness
 still runs a canary program correctly afterwards, and (4) the machine is clean: no process is left
 in the workers' PID namespaces (nor, as root, of the sandbox's uids), no escape target file exists,
-the planted secret is unchanged, and each worker's /tmp and /dev/shm are back to their empty,
-read-only covers.
+the planted secret is unchanged, and each worker's /tmp and /dev/shm are back to their read-only
+covers (the run's own file systems are gone).
 
     rows = run_battery()                                  # list of dicts, one per attack
     contained = sum(r["contained"] for r in rows) / len(rows)
@@ -168,6 +168,13 @@ import ctypes
 libc = ctypes.CDLL(None, use_errno=True)
 if libc.ptrace(16, 1, None, None) != 0:  # PTRACE_ATTACH
     raise OSError(ctypes.get_errno(), 'ptrace refused')"""),
+    _a("answer for the init through /proc/1/fd/1", "killing the harness", "runtime_error", """
+import json, struct
+fake = json.dumps({'verdict': 'ok', 'stdout': 'forged', 'stderr': '', 'exit_code': 0, 'wall_s': 0,
+                   'cpu_s': 0, 'max_rss_mb': 0, 'note': ''}).encode()
+with open('/proc/1/fd/1', 'wb') as f:  # the init's pipe to the harness
+    f.write(struct.pack('<Q', len(fake)) + fake)"""),
+    _a("write into the init's memory", "privilege escalation", "runtime_error", "open('/proc/1/mem', 'r+b').write(b'x')"),
     _a("ctypes mount a tmpfs", "privilege escalation", "runtime_error", """
 import ctypes
 libc = ctypes.CDLL(None, use_errno=True)
@@ -286,9 +293,16 @@ class _Context:
             os.environ[SECRET_ENV] = self._old_env
 
 
-def _tmp_covers_empty(sb: Sandbox) -> bool:
-    """Each worker's /tmp and /dev/shm are again the empty read-only covers: the run's tmpfs were unmounted."""
-    return all(os.listdir(f"/proc/{pid}/root/{d}") == [] for pid in sb.worker_init_pids() for d in ("tmp", "dev/shm"))
+def _run_mounts_gone(sb: Sandbox) -> bool:
+    """Each worker's /tmp and /dev/shm are again the read-only covers: the run's tmpfs mounts (and
+    the binds under /tmp) were unmounted. Read from the init's mountinfo, which needs no privilege."""
+    for pid in sb.worker_init_pids():
+        with open(f"/proc/{pid}/mountinfo") as f:
+            mounts = [(line.split()[4], line.split()[5].split(",")) for line in f]
+        top = {mp: opts for mp, opts in mounts}  # later lines are mounted on top of earlier ones
+        if any(mp.startswith("/tmp/") for mp, _ in mounts) or any("ro" not in top[d] for d in ("/tmp", "/dev/shm")):
+            return False
+    return True
 
 
 def _extra_ok(attack: Attack, r, ctx: _Context, lim: Limits, accepted: int) -> bool:
@@ -313,7 +327,7 @@ def run_one(sb: Sandbox, attack: Attack, ctx: _Context, lim: Limits) -> dict:
     if os.geteuid() == 0:  # root mode: the programs' uids are the sandbox's own
         stray |= set(_procs_of(set(sb.worker_uids())))
     escaped = ctx.escaped_files()
-    clean = not stray and not escaped and ctx.secret_intact() and _tmp_covers_empty(sb)
+    clean = not stray and not escaped and ctx.secret_intact() and _run_mounts_gone(sb)
     extra = _extra_ok(attack, r, ctx, lim, accepted)
     return {"attack": attack.name, "threat": attack.threat, "expected": attack.expected.value,
             "verdict": r.verdict.value, "extra_check": attack.check or "-", "extra_ok": extra,

@@ -70,9 +70,9 @@ def test_leftover_checks_can_fail():
         time.sleep(0.8)
         assert len(sb.stray_processes()) == 2
         assert os.geteuid() != 0 or len(A._procs_of(set(sb.worker_uids()))) == 2
-        assert not A._tmp_covers_empty(sb)
+        assert not A._run_mounts_gone(sb)
         t.join()
-        assert sb.stray_processes() == [] and A._tmp_covers_empty(sb)
+        assert sb.stray_processes() == [] and A._run_mounts_gone(sb)
         assert os.geteuid() != 0 or A._procs_of(set(sb.worker_uids())) == []
 
 
