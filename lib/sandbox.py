@@ -12,16 +12,18 @@ in its own process with hard limits, and returns a structured verdict instead of
 How (Linux, as root; the mechanisms are listed in MECHANISMS):
 
 * The harness starts `workers` worker processes. Each enters new mount, network, PID, IPC and UTS
-  namespaces (libc `unshare` through ctypes) and forks the PID namespace's init. The init hides
+  namespaces (libc `unshare` through ctypes) and forks the PID namespace's init (not dumpable,
+  so programs cannot reach its pipes through /proc/1/fd). The init hides
   $HOME, /root, /home, /tmp, /var/tmp, /run, /dev/shm, the repository and the harness's working
   folder under empty tmpfs mounts (re-exposing only the Python installation's own folders),
   remounts every other mount read-only and nosuid, and pre-imports common modules. It stays root
   and never runs untrusted code.
-* Per run, the init mounts fresh tmpfs on /tmp (with a private work folder) and /dev/shm, then
-  forks a child that sets rlimits (CPU, address space, process count, file size, open files, no
+* Per run, the init mounts fresh tmpfs on /tmp (read-only but for a private work folder) and
+  /dev/shm, then forks a child that sets rlimits (CPU, address space, process count, file size, open files, no
   core), redirects stdin/stdout/stderr to files only root can open by name, drops to a uid of its
   own (no groups, no_new_privs, not dumpable), installs a seccomp filter and exec()s the compiled
-  program. No interpreter start-up per run.
+  program. No interpreter start-up per run; consecutive inputs of one program travel to a worker
+  in chunks, and come back one answer per input.
 * The init waits on a pidfd with the wall-clock limit, SIGKILLs every process left in the
   namespace (kill(-1) from the init reaches all of them and nothing outside), reaps them, and
   unmounts /tmp and /dev/shm. If a worker dies or stops answering, the harness kills its process
@@ -34,8 +36,9 @@ securebits, empty bounding set, capset to zero). Files the harness's user can re
 where they are not hidden, so the hiding carries more weight in that mode; RLIMIT_NPROC counts the
 namespace's own processes (Linux >= 5.14). With neither root nor user namespaces, or without the
 other namespaces, Sandbox() raises SandboxUnavailable naming what is missing (see `check()`).
-The file is longer than the house's ~300 lines because the worker must be importable by a bare
-`python -I` from this one module (the registry lists it as the chapter's code path).
+The file is longer than the house's ~300 lines because the worker runs this very file as a script
+(`python -I sandbox.py CONFIG`, however the package is installed) and the registry lists it as the
+chapter's code path.
 """
 
 from __future__ import annotations
