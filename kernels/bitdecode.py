@@ -1,3 +1,4 @@
+# LEAD TO ALL HELPERS: STOP using the `run` (device/GPU) tool NOW, no more GPU calls. Half the session GPU budget is gone; the lead does all remaining GPU runs. Delete this line when you have read it.
 """Low-bit (4/2-bit) KV-cache decode attention and the fused quantize-and-pack kernel, in Triton.
 
 Glossary: B batch, H query heads, Hkv KV heads, G = H // Hkv, T cached tokens, D head dim, b bits,
@@ -68,6 +69,16 @@ def _half2(w):
 
 
 @triton.jit
+def _biased_codes(words, j, BITS: tl.constexpr):
+    """Bit slot j of every word -> fp16 (1024 + code), by the magic-number trick: the 16-bit pattern
+    0x6400 | c is the fp16 number 1024 + c (c < 1024), so a shift, an and-or and a free bitcast
+    replace the slow int->float convert. The caller removes the 1024 by algebra, once per row:
+    q . (1024 + c) = q . c + 1024 * sum(q), exact in the fp32 accumulator up to its rounding."""
+    c = ((words >> (j * BITS)) & ((1 << BITS) - 1)) | 0x6400
+    return c.to(tl.int16).to(tl.float16, bitcast=True)
+
+
+@triton.jit
 def _online_update(s, m_i, l_vec):
     """One online-softmax step on base-2 scores s [BLOCK_G, N]: returns p, alpha, the new running
     max and the running (unreduced) sum l_vec [BLOCK_G, N] (reduced once, at the end of a split)."""
@@ -120,7 +131,7 @@ def _bitdecode_split_kernel(
 ):
     PER: tl.constexpr = 8  # codes per word (int32 at 4 bits, int16 at 2 bits)
     ROWS: tl.constexpr = TILE // PER  # word rows per tile = tokens per slab
-    MASK: tl.constexpr = (1 << BITS) - 1
+    BIAS: tl.constexpr = 1024.0  # _biased_codes returns 1024 + code; the bias is removed in fp32 per row
     pid_bk = tl.program_id(0)  # b * Hkv + kv head
     split = tl.program_id(1)  # 0 .. num_splits-1: packed part; num_splits: the residual
     b = pid_bk // Hkv
@@ -139,6 +150,7 @@ def _bitdecode_split_kernel(
         vm_base = VM + b64 * stride_vmb + kvh64 * stride_vmh
         q16 = q.to(tl.float16)
         q_sum = tl.sum(q, 1)  # [BLOCK_G], for KT's zero term
+        q16_sum = tl.sum(q16.to(tl.float32), 1)  # [BLOCK_G], removes KT's code bias (below)
         m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
         l_vec = tl.zeros([BLOCK_G, ROWS], tl.float32)  # running sum of p, reduced at the end
         z_vec = tl.zeros([BLOCK_G, ROWS], tl.float32)  # running sum of p * v_zero, reduced at the end
@@ -151,20 +163,20 @@ def _bitdecode_split_kernel(
             if K_PER_CHANNEL:
                 ks, kz = _half2(tl.load(km_base + t * D + offs_d))  # [D] scale and zero of each channel
                 qs = (q * ks[None, :]).to(tl.float16)  # [BLOCK_G, D] q o s, once per tile
-                qz = tl.sum(q * kz[None, :], 1)  # [BLOCK_G] q . z
+                qz = tl.sum(q * kz[None, :], 1) - BIAS * tl.sum(qs.to(tl.float32), 1)  # [BLOCK_G] q . z, less the bias
             for j in tl.static_range(PER):  # slab j: tokens t*TILE + j*ROWS + [0, ROWS)
                 tok = t * TILE + j * ROWS + offs_w  # [ROWS]
-                ck = ((wk >> (j * BITS)) & MASK).to(tl.float16)  # [ROWS, D] codes, exact in fp16
+                ck = _biased_codes(wk, j, BITS)  # [ROWS, D] fp16: 1024 + code
                 if K_PER_CHANNEL:
                     s = tl.dot(qs, tl.trans(ck)) + qz[:, None]  # [BLOCK_G, ROWS]
                 else:
                     ks, kz = _half2(tl.load(km_base + tok))  # [ROWS] scale and zero of each token
-                    s = tl.dot(q16, tl.trans(ck)) * ks[None, :] + q_sum[:, None] * kz[None, :]
+                    s = (tl.dot(q16, tl.trans(ck)) - BIAS * q16_sum[:, None]) * ks[None, :] + q_sum[:, None] * kz[None, :]
                 p, alpha, m_i, l_vec = _online_update(s * qk_scale, m_i, l_vec)
                 vs, vz = _half2(tl.load(vm_base + tok))  # [ROWS]
-                cv = ((wv >> (j * BITS)) & MASK).to(tl.float16)  # [ROWS, D]
-                acc = acc * alpha[:, None] + tl.dot((p * vs[None, :]).to(tl.float16), cv)  # [BLOCK_G, D]
-                z_vec = z_vec * alpha[:, None] + p * vz[None, :]
+                pvs = (p * vs[None, :]).to(tl.float16)  # [BLOCK_G, ROWS] p o s
+                acc = acc * alpha[:, None] + tl.dot(pvs, _biased_codes(wv, j, BITS))  # [BLOCK_G, D]
+                z_vec = z_vec * alpha[:, None] + p * vz[None, :] - BIAS * pvs.to(tl.float32)
         acc += tl.sum(z_vec, 1)[:, None]  # sum_n p_n z_n adds to every channel
         l_i = tl.sum(l_vec, 1)
     else:
@@ -248,45 +260,50 @@ def _bitdecode_split_cuda_core_kernel(
 @triton.jit
 def _qpack_tile(X, C, M, x_base, c_base, m_base, stride_xs, t,
                 PER_CHANNEL: tl.constexpr, BITS: tl.constexpr, TILE: tl.constexpr, D: tl.constexpr):
-    """Quantize and pack tile t of X (TILE tokens x D, fp16): min-max per channel over the tile
-    (PER_CHANNEL) or per token over D channels; writes ROWS x D words and the scales and zeros.
-    The arithmetic is lib/kvquant.py's quant_params / quant_codes, in the same order."""
+    """Quantize and pack tile t of X (TILE tokens x D, fp16), one 16-token slab (one bit slot) at a
+    time: min-max per channel over the tile (PER_CHANNEL; a first pass finds the statistics) or per
+    token over D channels; ORs each slab's codes into the ROWS x D words and stores the (scale,
+    zero) pairs. The arithmetic is lib/kvquant.py's quant_params / quant_codes, in the same order."""
     PER: tl.constexpr = 8
     ROWS: tl.constexpr = TILE // PER
     QMAX: tl.constexpr = (1 << BITS) - 1
-    offs_j = tl.arange(0, PER)
     offs_i = tl.arange(0, ROWS)
     offs_d = tl.arange(0, D)
-    tok = t * TILE + offs_j[:, None] * ROWS + offs_i[None, :]  # [PER, ROWS]: slot j of row i holds token j*ROWS + i
-    x = tl.load(X + x_base + tok[:, :, None] * stride_xs + offs_d[None, None, :]).to(tl.float32)  # [PER, ROWS, D]
+    x_ptr = X + x_base + offs_i[:, None] * stride_xs + offs_d[None, :]  # [ROWS, D] pointers of slab 0
     if PER_CHANNEL:
-        mn = tl.min(tl.min(x, 0), 0)  # [D]
-        mx = tl.max(tl.max(x, 0), 0)
-        s16 = tl.math.div_rn(mx - mn, QMAX * 1.0).to(tl.float16)
-        z16 = mn.to(tl.float16)
+        mn = tl.full([ROWS, D], float("inf"), tl.float32)
+        mx = tl.full([ROWS, D], float("-inf"), tl.float32)
+        for j in tl.static_range(PER):  # pass 1: per-channel min and max over the tile's tokens
+            x = tl.load(x_ptr + (t * TILE + j * ROWS) * stride_xs).to(tl.float32)  # [ROWS, D]
+            mn = tl.minimum(mn, x)
+            mx = tl.maximum(mx, x)
+        mn_d = tl.min(mn, 0)  # [D]
+        s16 = tl.math.div_rn(tl.max(mx, 0) - mn_d, QMAX * 1.0).to(tl.float16)
+        z16 = mn_d.to(tl.float16)
         tl.store(M + m_base + (t * D + offs_d) * 2, s16)  # meta [tiles, D, 2]: (scale, zero) pairs
         tl.store(M + m_base + (t * D + offs_d) * 2 + 1, z16)
-        s = s16.to(tl.float32)[None, None, :]
-        z = z16.to(tl.float32)[None, None, :]
-    else:
-        mn = tl.min(x, 2)  # [PER, ROWS]
-        mx = tl.max(x, 2)
-        s16 = tl.math.div_rn(mx - mn, QMAX * 1.0).to(tl.float16)
-        z16 = mn.to(tl.float16)
-        tl.store(M + m_base + tok * 2, s16)
-        tl.store(M + m_base + tok * 2 + 1, z16)
-        s = s16.to(tl.float32)[:, :, None]
-        z = z16.to(tl.float32)[:, :, None]
-    inv = tl.math.div_rn(1.0, tl.where(s > 0, s, 1.0))  # a constant group: every code 0, x^ = z
-    c = tl.floor((x - z) * inv + 0.5)  # the launch turns fma fusion off: mul and add round separately
-    c = tl.minimum(tl.maximum(c, 0.0), QMAX * 1.0).to(tl.int32)  # [PER, ROWS, D]
-    words = tl.reduce(c << (offs_j * BITS)[:, None, None], 0, _bit_or)  # [ROWS, D]; 8 * BITS bits used
+        s_c = s16.to(tl.float32)[None, :]
+        z_c = z16.to(tl.float32)[None, :]
+        inv_c = tl.math.div_rn(1.0, tl.where(s_c > 0, s_c, 1.0))  # a constant group: every code 0, x^ = z
+    words = tl.zeros([ROWS, D], tl.int32)
+    for j in tl.static_range(PER):  # pass 2: codes of slab j into bit slot j
+        x = tl.load(x_ptr + (t * TILE + j * ROWS) * stride_xs).to(tl.float32)  # [ROWS, D]
+        if PER_CHANNEL:
+            s, z, inv = s_c, z_c, inv_c
+        else:
+            tok = t * TILE + j * ROWS + offs_i  # [ROWS]
+            mn_t = tl.min(x, 1)
+            s16 = tl.math.div_rn(tl.max(x, 1) - mn_t, QMAX * 1.0).to(tl.float16)
+            z16 = mn_t.to(tl.float16)
+            tl.store(M + m_base + tok * 2, s16)
+            tl.store(M + m_base + tok * 2 + 1, z16)
+            s = s16.to(tl.float32)[:, None]
+            z = z16.to(tl.float32)[:, None]
+            inv = tl.math.div_rn(1.0, tl.where(s > 0, s, 1.0))
+        c = tl.floor((x - z) * inv + 0.5)  # the launch turns fma fusion off: mul and add round separately
+        c = tl.minimum(tl.maximum(c, 0.0), QMAX * 1.0).to(tl.int32)
+        words = words | (c << (j * BITS))
     tl.store(C + c_base + (t * ROWS + offs_i)[:, None] * D + offs_d[None, :], words.to(C.dtype.element_ty))
-
-
-@triton.jit
-def _bit_or(a, b):
-    return a | b
 
 
 @triton.jit
@@ -334,7 +351,7 @@ def quantize_pack_kv(k, v, k_codes, k_meta, v_codes, v_meta, *, bits: int, tile:
         k_codes.stride(0), k_codes.stride(1), k_meta.stride(0), k_meta.stride(1), v_meta.stride(0), v_meta.stride(1),
         v_codes.stride(0), v_codes.stride(1),
         Hkv, K_PER_CHANNEL=k_per_channel, BITS=bits, TILE=tile, D=D,
-        num_warps=8,  # a [8, 16, D] fp32 tile is 16K values: 64 per thread at 8 warps (4 spilled)
+        num_warps=4,
         enable_fp_fusion=False,  # (x - z) * inv + 0.5 as two roundings, exactly as torch computes it
     )
 

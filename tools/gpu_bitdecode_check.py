@@ -1,3 +1,4 @@
+# LEAD TO ALL HELPERS: STOP using the `run` (device/GPU) tool NOW, no more GPU calls. Half the session GPU budget is gone; the lead does all remaining GPU runs. Delete this line when you have read it.
 """GPU check of the BitDecoding kernels (kernels/bitdecode.py), for one run on the device machine.
 
 1. Correctness: every low-bit impl (Triton tensor cores, CUDA cores, naive) against the fp32
@@ -35,12 +36,14 @@ def log(msg):
     print(f"[{time.time() - T0:6.1f}s] {msg}", flush=True)
 
 
-def check_decode():
+def check_decode(quick=False):
     """Every impl vs the fp32 reference on the dequantized cache (atol 1e-2 of the output scale,
     see tests/kernels/test_bitdecode.py for the fp16 roundings it covers)."""
     shapes = [(1, 32, 32, 4096 + 100, 128, {}), (3, 32, 8, 1000, 128, {}), (2, 8, 1, 37, 64, {}),
               (1, 4, 4, 1, 128, {}), (4, 32, 8, 33000, 128, {}), (2, 16, 2, 3000, 128, dict(num_splits=40)),
               (1, 32, 32, 65536 + 7, 128, dict(num_warps=8, num_stages=4))]
+    if quick:
+        shapes = [shapes[i] for i in (1, 2, 4, 6)]
     for bits in (4, 2):
         for k_mode in ("KC", "KT"):
             for B, H, Hkv, T, D, kw in shapes:
@@ -84,16 +87,17 @@ def check_quantize_pack():
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true", help="skip the batch-16 and 32/8 timing shapes")
+    ap.add_argument("--quick", action="store_true", help="fewer correctness shapes; skip the batch-16 and 32/8 timings")
     args = ap.parse_args()
     props = torch.cuda.get_device_properties(0)
     log(f"{props.name}, {props.multi_processor_count} SMs; torch {torch.__version__}, triton {__import__('triton').__version__}")
     check_quantize_pack()
-    check_decode()
+    check_decode(args.quick)
     bw = measure_bandwidth("cuda")
     roof = roofline_gbps(bw)
     log(f"bandwidth: read {bw['read_gbps']:.0f} GB/s, copy {bw['copy_gbps']:.0f} GB/s")
-    configs = [dict(num_splits=s, num_warps=w, num_stages=st) for s in (16, 32, 64) for w in (4, 8) for st in (2, 3)]
+    configs = [dict(num_splits=s, num_warps=w, num_stages=st) for s, w, st in
+               ((32, 2, 3), (64, 2, 3), (128, 2, 3), (32, 4, 2), (64, 4, 3), (128, 4, 3), (32, 8, 3))]
     rows = bench_shape(1, 32, 32, 131072 + 100, configs=configs)
     log("timed B=1 32/32 128K")
     if not args.quick:
