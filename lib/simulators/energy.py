@@ -93,7 +93,7 @@ def jump_rates(X: torch.Tensor, dE: torch.Tensor, temperature: float, params: Fe
     return torch.where(X == VAC, torch.zeros_like(g), g)
 
 
-def energy_from_scratch(species, cells: int, params: FeCuParams = DEFAULT, block: int = 1 << 24) -> torch.Tensor:
+def energy_from_scratch(species, cells: int, params: FeCuParams = DEFAULT, block: int = 1 << 22) -> torch.Tensor:
     """(R,) total pair energy in eV of configurations `species` (R, N) (or (N,)), on their device, by
     summing every shell entry of every site with weight 1/2 (each bond is seen from both ends).
     Independent of any incremental bookkeeping: neighbours come from coordinates. Sites are taken in
