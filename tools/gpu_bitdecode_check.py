@@ -98,6 +98,7 @@ def main():
     log(f"bandwidth: read {bw['read_gbps']:.0f} GB/s, copy {bw['copy_gbps']:.0f} GB/s")
     configs = [dict(num_splits=s, num_warps=w, num_stages=st) for s, w, st in
                ((32, 2, 3), (64, 2, 3), (128, 2, 3), (32, 4, 2), (64, 4, 3), (128, 4, 3), (32, 8, 3))]
+    configs += [dict(tile_softmax=False), dict(num_warps=2, tile_softmax=False)]
     rows = bench_shape(1, 32, 32, 131072 + 100, configs=configs)
     log("timed B=1 32/32 128K")
     if not args.quick:

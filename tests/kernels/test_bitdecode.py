@@ -161,6 +161,16 @@ def test_default_plan_and_more_splits_than_tiles():
         assert_close(bitdecode_attention(q, cache, num_splits=splits).float(), ref, rtol=TOL, atol=TOL)
 
 
+@pytest.mark.parametrize("bits,k_mode", [(4, "KT"), (2, "KC")])
+def test_per_slab_softmax_variant(bits, k_mode):
+    """tile_softmax=False (one online-softmax step per 16-token slab) gives the same result."""
+    cache, _, _ = filled_cache(QuantConfig(bits=bits, k_mode=k_mode), 1, 2, 300, 32, seed=12)
+    q = randn(1, 8, 32, seed=12)
+    ref = decode_attention_ref(q, *cache.dequantized())
+    out = bitdecode_attention(q, cache, num_splits=2, tile_softmax=False)
+    assert_close(out.float(), ref, rtol=TOL, atol=TOL, name="per-slab softmax")
+
+
 def test_decode_check_can_fail():
     """A wrong token order (K permuted, V not) or a wrong scale is caught by the same tolerance."""
     cfg = QuantConfig(bits=4)
