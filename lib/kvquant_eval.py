@@ -11,10 +11,12 @@ appended before it attends), the query therefore reads
 
 and the same for V. Groups start at token 0 and P(n) is a multiple of the group, so Q(K)_j does
 not depend on when token j is read: one quantization of the whole window gives every query's
-view. A teacher-forced pass over a window can thus reproduce token-by-token decoding exactly by
-computing two score matrices, q.fp16(K)^T and q.Q(K)^T, and taking each (i, j) from the one the
-rule selects (and likewise p.V from fp16(V) and Q(V)). `mixed_attention` does that; the tests
-check it against a token-by-token decode over `fake_quant_k` / `fake_quant_v` of the cache.
+view. A teacher-forced pass over a window can thus reproduce token-by-token decoding exactly: the
+queries that share one value of P (runs of R consecutive positions) attend to [Q(K)[:P], fp16(K)[P:]]
+and [Q(V)[:P], fp16(V)[P:]] (the same as two score matrices q.fp16(K)^T and q.Q(K)^T selected per
+(i, j), at a fraction of the work). `mixed_attention` does that; the tests check it against a
+token-by-token decode over `fake_quant_k` / `fake_quant_v` of the cache. `kvquant_realcache` checks
+the harness against the real cache and decode kernel.
 
 Two uses, two schedules:
 * perplexity: every position is decoded (the window is generated token by token), so every query
