@@ -69,7 +69,8 @@ def _valid_queries(text):
 def _gen_points(rng, s):
     n, q = s["n"], s["q"]
     a = _values(rng, n, small=True)
-    return fmt((n, q), a, *[rng.randint(min(a) - 1, max(a) + 1) for _ in range(q)])
+    lo, hi = min(a) - 1, max(a) + 1
+    return fmt((n, q), a, *[rng.randint(lo, hi) for _ in range(q)])
 
 
 @safe

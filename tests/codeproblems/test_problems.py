@@ -128,3 +128,16 @@ def test_run_trusted_reads_its_own_stdin_even_where_input_is_replaced(monkeypatc
         raise RuntimeError("no stdin here")
     monkeypatch.setattr(builtins, "input", refuse)
     assert run_trusted("a = int(input())\nb = input()\nprint(a * 2, b)\n", "21\nxy\n") == "42 xy\n"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_generator_is_fast_at_its_caps(name):
+    """Every scale parameter at its cap (a generator may decline: R * C > 10^5). Generation is part of
+    each notebook's time budget; 2 s of CPU for one input is far above what the linear generators
+    need (~0.2 s) and far below what a quadratic slip (one was found this way) costs."""
+    import random
+    p = catalog.get(name)
+    t0 = time.process_time()
+    text = p.generate(random.Random(0), dict(p.max_scale))
+    assert time.process_time() - t0 < 2.0
+    assert text is None or p.validate(text)
