@@ -116,7 +116,7 @@ class TorchKMC:
         self._rates = torch.zeros(self.R, self.V, 8, dtype=dtype, device=self.device)
         self._dE = torch.zeros_like(self._rates)
         self._vtot = torch.zeros(self.R, self.V, dtype=dtype, device=self.device)
-        self._recompute(torch.arange(self.V, device=self.device).expand(self.R, self.V))
+        self._store(self._vidx, *self._rates_of(self.vac_pos), self._overflow)
         self.energy = energy_from_scratch(self.species, self.cells, params)
         self.graph_steps, self.use_graph = int(graph_steps), bool(use_graph)
         self._graph = None
@@ -165,14 +165,6 @@ class TorchKMC:
         s_v, s_t = sp[..., :bcc.K], sp[..., bcc.K:].unflatten(-1, (8, bcc.K))  # (R, M, 14), (R, M, 8, 14)
         dE = jump_dE(s_v, s_t, self._W)
         return jump_rates(s_v[..., :8], dE, self.temperature, self.params, self._ea0), dE
-
-    def _recompute(self, vidx: torch.Tensor) -> None:
-        """Recompute rates of vacancies vidx (R, M) in place (duplicates allowed: same values)."""
-        g, dE = self._rates_of(self.vac_pos.gather(1, vidx))
-        i8 = vidx[..., None].expand(-1, -1, 8)
-        self._rates.scatter_(1, i8, g)
-        self._dE.scatter_(1, i8, dE)
-        self._vtot.scatter_(1, vidx, g.sum(-1))
 
     def rates(self) -> torch.Tensor:
         """(R, V, 8) current jump rates, 1/s (0 for a jump onto another vacancy)."""
@@ -271,6 +263,7 @@ class TorchKMC:
         return vidx, g, dE, overflow
 
     def _store(self, vidx, g, dE, overflow) -> None:
+        """In place: rates and dE (R, M, 8) of vacancies vidx (R, M) (duplicates carry equal values)."""
         i8 = vidx[..., None].expand(-1, -1, 8)
         self._rates.scatter_(1, i8, g)
         self._dE.scatter_(1, i8, dE)
