@@ -101,3 +101,28 @@ def test_policy_step_samples_policy_times_rate():
     se = torch.sqrt(torch.zeros(16, dtype=torch.float64).index_add_(0, idx, w * w) / R - est ** 2) / R ** 0.5
     z = (est - g / g.sum()).abs() / se.clamp(min=1e-12)
     assert z[ok].max() < 4.0  # 16 two-sided tests at 4 sigma: family-wise false alarm < 1e-3
+
+
+def test_neighbour_species_follow_the_bcc_tables():
+    cells = 4
+    kmc = TorchKMC(cells, 3, cu_frac=0.2, vacancies=3, seed=4)
+    nbr = torch.from_numpy(bcc.neighbour_table(cells))
+    sp = kmc.species.long()
+    rows = torch.arange(3)[:, None, None]
+    expect = sp[rows, nbr[kmc.vac_pos]]  # (R, V, 14)
+    assert torch.equal(kmc.neighbour_species(), expect)
+    targets = nbr[kmc.vac_pos][..., :8]  # (R, V, 8)
+    assert torch.equal(kmc.target_neighbour_species(), sp[rows[..., None], nbr[targets]])
+    # entry 7 - a of jump a's target shell is the vacancy itself
+    a = torch.arange(8)
+    assert (kmc.target_neighbour_species()[:, :, a, 7 - a] == 0).all()
+
+
+def test_run_records_and_wall_budget():
+    kmc = TorchKMC(4, 4, vacancies=1, seed=0)
+    df = kmc.run(steps=20, record_every=5)
+    assert sorted(df["record"].unique()) == [0, 1, 2, 3, 4] and len(df) == 5 * 4
+    assert (df.groupby("record")["events"].first().diff().dropna() == 5).all()
+    kmc2 = TorchKMC(4, 2, vacancies=1, seed=0, graph_steps=1)
+    assert kmc2.advance(1.0, max_wall_s=0.0) is False  # one chunk, then the budget stops it
+    assert (kmc2.time < 1.0).all()
