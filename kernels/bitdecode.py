@@ -69,37 +69,40 @@ def _half2(w):
 
 
 @triton.jit
-def _biased_codes(words, j, BITS: tl.constexpr):
-    """Bit slot j of every word -> fp16 (1024 + code), by the magic-number trick: the 16-bit pattern
-    0x6400 | c is the fp16 number 1024 + c (c < 1024), so a shift, an and-or and a free bitcast
-    replace the slow int->float convert. The caller removes the 1024 by algebra, once per row:
-    q . (1024 + c) = q . c + 1024 * sum(q), exact in the fp32 accumulator up to its rounding."""
-    c = ((words >> (j * BITS)) & ((1 << BITS) - 1)) | 0x6400
-    return c.to(tl.int16).to(tl.float16, bitcast=True)
+def _codes_fp16(words, j, BITS: tl.constexpr, MAGIC: tl.constexpr):
+    """Bit slot j of every word -> the codes as fp16, by the magic-number trick: the 16-bit pattern
+    0x6400 | c is the fp16 number 1024 + c (c < 1024), so a shift, an and-or, a free bitcast and an
+    exact fp16 subtraction replace the slow (quarter-rate) int->float convert. The 1024 must go
+    before the product: left in and removed from the fp32 sums afterwards, it cost up to 2x10^-2
+    of the output on an H200 (the tensor cores' accumulation is not exact at 1024x the signal)."""
+    if MAGIC:
+        c = ((words >> (j * BITS)) & ((1 << BITS) - 1)) | 0x6400
+        return c.to(tl.int16).to(tl.float16, bitcast=True) - 1024.0
+    return ((words >> (j * BITS)) & ((1 << BITS) - 1)).to(tl.float16)  # the plain convert
 
 
 @triton.jit
-def _slab_scores(wk, j: tl.constexpr, qs, qz, q16, q16_sum, q_sum, km_base, t0, offs_w, BITS: tl.constexpr,
-                 K_PER_CHANNEL: tl.constexpr):
+def _slab_scores(wk, j: tl.constexpr, qs, qz, q16, q_sum, km_base, t0, offs_w, BITS: tl.constexpr,
+                 K_PER_CHANNEL: tl.constexpr, MAGIC: tl.constexpr):
     """Scores (before qk_scale) of slab j of a tile: q . k for tokens t0 + j*ROWS + [0, ROWS)."""
     ROWS: tl.constexpr = offs_w.shape[0]
-    ck = _biased_codes(wk, j, BITS)  # [ROWS, D] fp16: 1024 + code
+    ck = _codes_fp16(wk, j, BITS, MAGIC)  # [ROWS, D] codes, exact in fp16
     if K_PER_CHANNEL:
-        s = tl.dot(qs, tl.trans(ck)) + qz[:, None]  # [BLOCK_G, ROWS]; qz holds q . z - 1024 sum(q o s)
+        s = tl.dot(qs, tl.trans(ck)) + qz[:, None]  # [BLOCK_G, ROWS]
     else:
         ks, kz = _half2(tl.load(km_base + t0 + j * ROWS + offs_w))  # [ROWS] scale and zero of each token
-        s = (tl.dot(q16, tl.trans(ck)) - 1024.0 * q16_sum[:, None]) * ks[None, :] + q_sum[:, None] * kz[None, :]
+        s = tl.dot(q16, tl.trans(ck)) * ks[None, :] + q_sum[:, None] * kz[None, :]
     return s
 
 
 @triton.jit
-def _slab_pv(p, wv, j: tl.constexpr, vm_base, t0, offs_w, acc, z_vec, BITS: tl.constexpr):
-    """acc += (p o s) . (1024 + c) for slab j's V codes; z_vec collects p * z - 1024 (p o s)."""
+def _slab_pv(p, wv, j: tl.constexpr, vm_base, t0, offs_w, acc, z_vec, BITS: tl.constexpr, MAGIC: tl.constexpr):
+    """acc += (p o s) . c for slab j's V codes; z_vec collects p * z (added to every channel at the end)."""
     ROWS: tl.constexpr = offs_w.shape[0]
     vs, vz = _half2(tl.load(vm_base + t0 + j * ROWS + offs_w))  # [ROWS]
     pvs = (p * vs[None, :]).to(tl.float16)  # [BLOCK_G, ROWS] p o s
-    acc = acc + tl.dot(pvs, _biased_codes(wv, j, BITS))  # [BLOCK_G, D]
-    return acc, z_vec + p * vz[None, :] - 1024.0 * pvs.to(tl.float32)
+    acc = acc + tl.dot(pvs, _codes_fp16(wv, j, BITS, MAGIC))  # [BLOCK_G, D]
+    return acc, z_vec + p * vz[None, :]
 
 
 @triton.jit
@@ -152,10 +155,10 @@ def _bitdecode_split_kernel(
     Hkv, n_tiles, tiles_per_split, num_splits, res_len,
     G: tl.constexpr, BLOCK_G: tl.constexpr, D: tl.constexpr, BITS: tl.constexpr, TILE: tl.constexpr,
     K_PER_CHANNEL: tl.constexpr, BLOCK_R: tl.constexpr, USE_DOT: tl.constexpr, TILE_SOFTMAX: tl.constexpr,
+    MAGIC: tl.constexpr,
 ):
     PER: tl.constexpr = 8  # codes per word (int32 at 4 bits, int16 at 2 bits)
     ROWS: tl.constexpr = TILE // PER  # word rows per tile = tokens per slab
-    BIAS: tl.constexpr = 1024.0  # _biased_codes returns 1024 + code; the bias is removed in fp32 per row
     pid_bk = tl.program_id(0)  # b * Hkv + kv head
     split = tl.program_id(1)  # 0 .. num_splits-1: packed part; num_splits: the residual
     b = pid_bk // Hkv
@@ -174,7 +177,6 @@ def _bitdecode_split_kernel(
         vm_base = VM + b64 * stride_vmb + kvh64 * stride_vmh
         q16 = q.to(tl.float16)
         q_sum = tl.sum(q, 1)  # [BLOCK_G], for KT's zero term
-        q16_sum = tl.sum(q16.to(tl.float32), 1)  # [BLOCK_G], removes KT's code bias (below)
         m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
         l_vec = tl.zeros([BLOCK_G, ROWS], tl.float32)  # running sum of p, reduced at the end
         z_vec = tl.zeros([BLOCK_G, ROWS], tl.float32)  # running sum of p * v_zero, reduced at the end
@@ -187,20 +189,20 @@ def _bitdecode_split_kernel(
             if K_PER_CHANNEL:
                 ks, kz = _half2(tl.load(km_base + t * D + offs_d))  # [D] scale and zero of each channel
                 qs = (q * ks[None, :]).to(tl.float16)  # [BLOCK_G, D] q o s, once per tile
-                qz = tl.sum(q * kz[None, :], 1) - BIAS * tl.sum(qs.to(tl.float32), 1)  # [BLOCK_G] q . z, less the bias
+                qz = tl.sum(q * kz[None, :], 1)  # [BLOCK_G] q . z
             else:
                 qs, qz = q16, q_sum  # unused in KT mode
             if TILE_SOFTMAX:  # scores of all 8 slabs first: one max and one rescale per tile
                 t0 = t * TILE
                 S = tl.join(
-                    tl.join(tl.join(_slab_scores(wk, 0, qs, qz, q16, q16_sum, q_sum, km_base, t0, offs_w, BITS, K_PER_CHANNEL),
-                                    _slab_scores(wk, 1, qs, qz, q16, q16_sum, q_sum, km_base, t0, offs_w, BITS, K_PER_CHANNEL)),
-                            tl.join(_slab_scores(wk, 2, qs, qz, q16, q16_sum, q_sum, km_base, t0, offs_w, BITS, K_PER_CHANNEL),
-                                    _slab_scores(wk, 3, qs, qz, q16, q16_sum, q_sum, km_base, t0, offs_w, BITS, K_PER_CHANNEL))),
-                    tl.join(tl.join(_slab_scores(wk, 4, qs, qz, q16, q16_sum, q_sum, km_base, t0, offs_w, BITS, K_PER_CHANNEL),
-                                    _slab_scores(wk, 5, qs, qz, q16, q16_sum, q_sum, km_base, t0, offs_w, BITS, K_PER_CHANNEL)),
-                            tl.join(_slab_scores(wk, 6, qs, qz, q16, q16_sum, q_sum, km_base, t0, offs_w, BITS, K_PER_CHANNEL),
-                                    _slab_scores(wk, 7, qs, qz, q16, q16_sum, q_sum, km_base, t0, offs_w, BITS, K_PER_CHANNEL))),
+                    tl.join(tl.join(_slab_scores(wk, 0, qs, qz, q16, q_sum, km_base, t0, offs_w, BITS, K_PER_CHANNEL, MAGIC),
+                                    _slab_scores(wk, 1, qs, qz, q16, q_sum, km_base, t0, offs_w, BITS, K_PER_CHANNEL, MAGIC)),
+                            tl.join(_slab_scores(wk, 2, qs, qz, q16, q_sum, km_base, t0, offs_w, BITS, K_PER_CHANNEL, MAGIC),
+                                    _slab_scores(wk, 3, qs, qz, q16, q_sum, km_base, t0, offs_w, BITS, K_PER_CHANNEL, MAGIC))),
+                    tl.join(tl.join(_slab_scores(wk, 4, qs, qz, q16, q_sum, km_base, t0, offs_w, BITS, K_PER_CHANNEL, MAGIC),
+                                    _slab_scores(wk, 5, qs, qz, q16, q_sum, km_base, t0, offs_w, BITS, K_PER_CHANNEL, MAGIC)),
+                            tl.join(_slab_scores(wk, 6, qs, qz, q16, q_sum, km_base, t0, offs_w, BITS, K_PER_CHANNEL, MAGIC),
+                                    _slab_scores(wk, 7, qs, qz, q16, q_sum, km_base, t0, offs_w, BITS, K_PER_CHANNEL, MAGIC))),
                 ) * qk_scale  # [BLOCK_G, ROWS, 2, 2, 2]: slab j = 4*a + 2*b + c at [..., c, b, a]
                 m_new = tl.maximum(m_i, tl.max(tl.max(tl.max(tl.max(S, 4), 3), 2), 1))
                 alpha = tl.exp2(m_i - m_new)
@@ -216,19 +218,19 @@ def _bitdecode_split_kernel(
                 p2, p3 = tl.split(P23)
                 p4, p5 = tl.split(P45)
                 p6, p7 = tl.split(P67)
-                acc, z_vec = _slab_pv(p0, wv, 0, vm_base, t0, offs_w, acc, z_vec, BITS)
-                acc, z_vec = _slab_pv(p1, wv, 1, vm_base, t0, offs_w, acc, z_vec, BITS)
-                acc, z_vec = _slab_pv(p2, wv, 2, vm_base, t0, offs_w, acc, z_vec, BITS)
-                acc, z_vec = _slab_pv(p3, wv, 3, vm_base, t0, offs_w, acc, z_vec, BITS)
-                acc, z_vec = _slab_pv(p4, wv, 4, vm_base, t0, offs_w, acc, z_vec, BITS)
-                acc, z_vec = _slab_pv(p5, wv, 5, vm_base, t0, offs_w, acc, z_vec, BITS)
-                acc, z_vec = _slab_pv(p6, wv, 6, vm_base, t0, offs_w, acc, z_vec, BITS)
-                acc, z_vec = _slab_pv(p7, wv, 7, vm_base, t0, offs_w, acc, z_vec, BITS)
+                acc, z_vec = _slab_pv(p0, wv, 0, vm_base, t0, offs_w, acc, z_vec, BITS, MAGIC)
+                acc, z_vec = _slab_pv(p1, wv, 1, vm_base, t0, offs_w, acc, z_vec, BITS, MAGIC)
+                acc, z_vec = _slab_pv(p2, wv, 2, vm_base, t0, offs_w, acc, z_vec, BITS, MAGIC)
+                acc, z_vec = _slab_pv(p3, wv, 3, vm_base, t0, offs_w, acc, z_vec, BITS, MAGIC)
+                acc, z_vec = _slab_pv(p4, wv, 4, vm_base, t0, offs_w, acc, z_vec, BITS, MAGIC)
+                acc, z_vec = _slab_pv(p5, wv, 5, vm_base, t0, offs_w, acc, z_vec, BITS, MAGIC)
+                acc, z_vec = _slab_pv(p6, wv, 6, vm_base, t0, offs_w, acc, z_vec, BITS, MAGIC)
+                acc, z_vec = _slab_pv(p7, wv, 7, vm_base, t0, offs_w, acc, z_vec, BITS, MAGIC)
             else:  # one online-softmax step per 16-token slab
                 for j in tl.static_range(PER):
-                    s = _slab_scores(wk, j, qs, qz, q16, q16_sum, q_sum, km_base, t * TILE, offs_w, BITS, K_PER_CHANNEL)
+                    s = _slab_scores(wk, j, qs, qz, q16, q_sum, km_base, t * TILE, offs_w, BITS, K_PER_CHANNEL, MAGIC)
                     p, alpha, m_i, l_vec = _online_update(s * qk_scale, m_i, l_vec)
-                    acc, z_vec = _slab_pv(p, wv, j, vm_base, t * TILE, offs_w, acc * alpha[:, None], z_vec * alpha[:, None], BITS)
+                    acc, z_vec = _slab_pv(p, wv, j, vm_base, t * TILE, offs_w, acc * alpha[:, None], z_vec * alpha[:, None], BITS, MAGIC)
         acc += tl.sum(z_vec, 1)[:, None]  # sum_n p_n z_n adds to every channel
         l_i = tl.sum(l_vec, 1)
     else:
@@ -419,13 +421,15 @@ def plan(q, cache, num_splits=None):
 
 
 def bitdecode_attention(q, cache, *, sm_scale=None, impl="triton", num_splits=None, num_warps=None, num_stages=None,
-                        tile_softmax=True):
+                        tile_softmax=True, magic_cvt=True):
     """Decode attention of q [B, H, D] over a QuantKVCache -> [B, H, D] in q's dtype.
     impl: "triton" (tensor cores), "cuda_core" (broadcast products), "naive" (dequantize to a full
     fp16 K/V with torch ops, then our dense Triton decode), "ref" (fp32 reference on the dequantized
     cache). Knobs left as None come from `default_config`. tile_softmax (Triton impl): one softmax
     max and rescale per 128-token tile (all 8 slabs' scores kept, joined in registers) instead of
-    one per 16-token slab."""
+    one per 16-token slab. magic_cvt (Triton impl): codes to fp16 by the 0x6400 magic number
+    (else the plain int->fp16 convert; that path, with tile_softmax=False, is the one an H200 run
+    verified before the two optimizations were added)."""
     B, H, D = q.shape
     assert (cache.B, cache.D) == (B, D) and H % cache.Hkv == 0, (q.shape, cache.B, cache.Hkv, cache.D)
     sm_scale = 1.0 / math.sqrt(D) if sm_scale is None else sm_scale
@@ -447,7 +451,7 @@ def bitdecode_attention(q, cache, *, sm_scale=None, impl="triton", num_splits=No
     use_dot = impl == "triton"
     kernel = _bitdecode_split_kernel if use_dot else _bitdecode_split_cuda_core_kernel
     block_g = max(16, triton.next_power_of_2(G)) if use_dot else triton.next_power_of_2(G)
-    extra = dict(TILE_SOFTMAX=bool(tile_softmax)) if use_dot else {}
+    extra = dict(TILE_SOFTMAX=bool(tile_softmax), MAGIC=bool(magic_cvt)) if use_dot else {}
     kernel[(B * Hkv, splits + 1)](
         q, kc, km, vc, vm, kr, vr, partial, lse, sm_scale * 1.4426950408889634,
         q.stride(0), q.stride(1), cache._k_codes.stride(0), cache._k_codes.stride(1),
@@ -499,7 +503,7 @@ def _naive(q, cache, sm_scale):
 
 
 def compile_for_target(kernel: str, *, bits: int, k_mode: str = "KC", G: int = 4, D: int = 128, tile: int = 128,
-                       arch: int = 90, tile_softmax: bool = True):
+                       arch: int = 90, tile_softmax: bool = True, magic_cvt: bool = True):
     """Compile one kernel for GPUTarget("cuda", arch, 32) with no GPU present (the interpreter lets
     some errors through). kernel: "triton", "cuda_core" or "quantize_pack". Pointer and stride
     arguments are marked 16-divisible as the JIT marks them at run time. Returns the compiled
@@ -520,7 +524,7 @@ def compile_for_target(kernel: str, *, bits: int, k_mode: str = "KC", G: int = 4
         const = dict(G=G, BLOCK_G=max(16, triton.next_power_of_2(G)) if use_dot else triton.next_power_of_2(G),
                      D=D, BITS=bits, TILE=tile, K_PER_CHANNEL=k_mode == "KC", BLOCK_R=16, USE_DOT=use_dot)
         if use_dot:
-            const["TILE_SOFTMAX"] = tile_softmax
+            const.update(TILE_SOFTMAX=tile_softmax, MAGIC=magic_cvt)
     sig = {name: types.get(name, "constexpr" if name in const else "i32") for name in fn.arg_names}
     div16 = [i for i, name in enumerate(fn.arg_names) if types.get(name, "").startswith("*") or name.startswith("stride_")]
     attrs = {(i,): [["tt.divisibility", 16]] for i in div16}

@@ -41,9 +41,11 @@ def check_decode(quick=False):
     see tests/kernels/test_bitdecode.py for the fp16 roundings it covers)."""
     shapes = [(1, 32, 32, 4096 + 100, 128, {}), (3, 32, 8, 1000, 128, {}), (2, 8, 1, 37, 64, {}),
               (1, 4, 4, 1, 128, {}), (4, 32, 8, 33000, 128, {}), (2, 16, 2, 3000, 128, dict(num_splits=40)),
-              (1, 32, 32, 65536 + 7, 128, dict(num_warps=8, num_stages=4))]
+              (1, 32, 32, 65536 + 7, 128, dict(num_warps=8, num_stages=4)),
+              (1, 32, 32, 65536 + 7, 128, dict(tile_softmax=False, magic_cvt=False)),  # the path verified before both
+              (2, 32, 8, 20000, 128, dict(tile_softmax=False)), (2, 32, 8, 20000, 128, dict(magic_cvt=False))]
     if quick:
-        shapes = [shapes[i] for i in (1, 2, 4, 6)]
+        shapes = [shapes[i] for i in (1, 2, 4, 6, 7, 8, 9)]
     for bits in (4, 2):
         for k_mode in ("KC", "KT"):
             for B, H, Hkv, T, D, kw in shapes:
@@ -98,7 +100,8 @@ def main():
     log(f"bandwidth: read {bw['read_gbps']:.0f} GB/s, copy {bw['copy_gbps']:.0f} GB/s")
     configs = [dict(num_splits=s, num_warps=w, num_stages=st) for s, w, st in
                ((32, 2, 3), (64, 2, 3), (128, 2, 3), (32, 4, 2), (64, 4, 3), (128, 4, 3), (32, 8, 3))]
-    configs += [dict(tile_softmax=False), dict(num_warps=2, tile_softmax=False)]
+    configs += [dict(tile_softmax=False), dict(magic_cvt=False), dict(tile_softmax=False, magic_cvt=False),
+                dict(num_warps=2, tile_softmax=False)]
     rows = bench_shape(1, 32, 32, 131072 + 100, configs=configs)
     log("timed B=1 32/32 128K")
     if not args.quick:

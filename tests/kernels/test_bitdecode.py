@@ -161,14 +161,16 @@ def test_default_plan_and_more_splits_than_tiles():
         assert_close(bitdecode_attention(q, cache, num_splits=splits).float(), ref, rtol=TOL, atol=TOL)
 
 
-@pytest.mark.parametrize("bits,k_mode", [(4, "KT"), (2, "KC")])
-def test_per_slab_softmax_variant(bits, k_mode):
-    """tile_softmax=False (one online-softmax step per 16-token slab) gives the same result."""
+@pytest.mark.parametrize("bits,k_mode,tile_softmax,magic_cvt", [(4, "KT", False, True), (2, "KC", False, False),
+                                                                 (4, "KC", True, False)])
+def test_kernel_variants(bits, k_mode, tile_softmax, magic_cvt):
+    """The per-slab softmax (tile_softmax=False) and the plain int->fp16 convert (magic_cvt=False)
+    give the same result as the defaults."""
     cache, _, _ = filled_cache(QuantConfig(bits=bits, k_mode=k_mode), 1, 2, 300, 32, seed=12)
     q = randn(1, 8, 32, seed=12)
     ref = decode_attention_ref(q, *cache.dequantized())
-    out = bitdecode_attention(q, cache, num_splits=2, tile_softmax=False)
-    assert_close(out.float(), ref, rtol=TOL, atol=TOL, name="per-slab softmax")
+    out = bitdecode_attention(q, cache, num_splits=2, tile_softmax=tile_softmax, magic_cvt=magic_cvt)
+    assert_close(out.float(), ref, rtol=TOL, atol=TOL, name=f"tile_softmax={tile_softmax} magic_cvt={magic_cvt}")
 
 
 def test_decode_check_can_fail():
@@ -207,9 +209,10 @@ def test_every_split_buffer_is_written(monkeypatch):
 
 COMPILE_SCRIPT = """
 from msrbook.kernels.bitdecode import compile_for_target
-for kern, bits, mode, G in [("triton", 4, "KC", 1), ("triton", 2, "KT", 8), ("cuda_core", 2, "KC", 4),
-                            ("quantize_pack", 2, "KT", 1)]:
-    k = compile_for_target(kern, bits=bits, k_mode=mode, G=G, D=128)
+for kern, bits, mode, G, variant in [("triton", 4, "KC", 1, True), ("triton", 2, "KT", 8, True), ("triton", 4, "KT", 4, False),
+                                     ("cuda_core", 2, "KC", 4, True), ("quantize_pack", 2, "KT", 1, True)]:
+    kw = dict(tile_softmax=variant, magic_cvt=variant) if kern == "triton" else {}
+    k = compile_for_target(kern, bits=bits, k_mode=mode, G=G, D=128, **kw)
     ptx = k.asm["ptx"]
     print(kern, bits, mode, "mma", ptx.count("mma.sync"), "cp.async", ptx.count("cp.async.cg"), "smem", k.metadata.shared)
 """
@@ -217,13 +220,14 @@ for kern, bits, mode, G in [("triton", 4, "KC", 1), ("triton", 2, "KT", 8), ("cu
 
 def test_kernels_compile_for_sm90():
     """triton.compile for GPUTarget("cuda", 90, 32) without a GPU (in a process without the
-    interpreter): the tensor-core kernel has mma.sync and pipelined cp.async loads; the CUDA-core
+    interpreter): the tensor-core kernel (both softmax and convert variants) has mma.sync and
+    pipelined cp.async loads; the CUDA-core
     one has no mma; the fused quantize-pack kernel compiles."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     out = subprocess.run([sys.executable, "-c", COMPILE_SCRIPT], capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     rows = {tuple(line.split()[:3]): line.split() for line in out.stdout.splitlines()}
-    for key in (("triton", "4", "KC"), ("triton", "2", "KT")):
+    for key in (("triton", "4", "KC"), ("triton", "2", "KT"), ("triton", "4", "KT")):
         row = rows[key]
         assert int(row[4]) > 0 and int(row[6]) > 0, row
         assert int(row[8]) <= 100 * 1024, row  # leaves room for >= 2 programs per SM (227 KB)
