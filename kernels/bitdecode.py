@@ -573,14 +573,15 @@ def _fp16_fn(name, q, k, v):
 
 
 def bench_shape(B, H, Hkv, T, D=128, *, bits=(4, 2), impls=LOWBIT_IMPLS, fp16=FP16_BACKENDS, k_mode="KC",
-                configs=(), warmup=25, rep=100, seed=0, check_batches=1):
+                configs=(), warmup=25, rep=100, seed=0, check_batches=1, strict=True):
     """Time every fp16 baseline and every (bits, impl) on one shape [B, H/Hkv heads, T tokens, D]
     on the GPU. Each output is first checked (batch elements [0, check_batches)): fp16 backends
     against the fp32 reference on K/V, low-bit impls against it on the dequantized cache; a
     mismatch raises. `configs`: extra knob dicts (num_splits, num_warps, num_stages) timed for the
     Triton impl, each its own row. Rows: {batch, seq_len, n_q, n_kv, head_dim, bits, backend,
     config, ms, gbps, bytes, error}. A backend that cannot run (no kernel, out of memory) gets an
-    error and NaN."""
+    error and NaN. strict=False records a wrong result as an error starting "WRONG" (not timed)
+    instead of raising."""
     from msrbook.bench import gbps, time_ms
     from msrbook.kernels.decode_attention import decode_bytes
     from msrbook.kvquant import QuantConfig, QuantKVCache
@@ -602,6 +603,10 @@ def bench_shape(B, H, Hkv, T, D=128, *, bits=(4, 2), impls=LOWBIT_IMPLS, fp16=FP
             row["gbps"] = gbps(nbytes, row["ms"])
         except (RuntimeError, torch.cuda.OutOfMemoryError) as err:  # cannot run here: say why, keep going
             row["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''}"
+        except AssertionError as err:
+            if strict:
+                raise
+            row["error"] = f"WRONG: {str(err)[:200]}"
         rows.append(row)
         return row
 
