@@ -1,4 +1,3 @@
-# LEAD TO ALL HELPERS: STOP using the `run` (device/GPU) tool NOW, no more GPU calls. Half the session GPU budget is gone; the lead does all remaining GPU runs. Delete this line when you have read it.
 """Low-bit (4/2-bit) KV-cache decode attention and the fused quantize-and-pack kernel, in Triton.
 
 Glossary: B batch, H query heads, Hkv KV heads, G = H // Hkv, T cached tokens, D head dim, b bits,
@@ -421,15 +420,16 @@ def plan(q, cache, num_splits=None):
 
 
 def bitdecode_attention(q, cache, *, sm_scale=None, impl="triton", num_splits=None, num_warps=None, num_stages=None,
-                        tile_softmax=True, magic_cvt=True):
+                        tile_softmax=False, magic_cvt=False):
     """Decode attention of q [B, H, D] over a QuantKVCache -> [B, H, D] in q's dtype.
     impl: "triton" (tensor cores), "cuda_core" (broadcast products), "naive" (dequantize to a full
     fp16 K/V with torch ops, then our dense Triton decode), "ref" (fp32 reference on the dequantized
     cache). Knobs left as None come from `default_config`. tile_softmax (Triton impl): one softmax
     max and rescale per 128-token tile (all 8 slabs' scores kept, joined in registers) instead of
     one per 16-token slab. magic_cvt (Triton impl): codes to fp16 by the 0x6400 magic number
-    (else the plain int->fp16 convert; that path, with tile_softmax=False, is the one an H200 run
-    verified before the two optimizations were added)."""
+    (else the plain int->fp16 convert). Both default to off: the plain convert with the per-slab
+    softmax is the path an H200 run verified; the magic-number path failed an H200 check before its
+    fix, so the optimizations are timed only as explicit configs."""
     B, H, D = q.shape
     assert (cache.B, cache.D) == (B, D) and H % cache.Hkv == 0, (q.shape, cache.B, cache.Hkv, cache.D)
     sm_scale = 1.0 / math.sqrt(D) if sm_scale is None else sm_scale
