@@ -45,13 +45,13 @@ def check_decode(full=False):
     both = [(b, m) for b in (4, 2) for m in ("KC", "KT")]
     cases = [(b, m, 3, 32, 8, 1000, 128, {}) for b, m in both]  # every width and mode, G=4
     cases += [(b, "KC", *shape, {}) for b in (4, 2) for shape in ((2, 8, 1, 37, 64), (1, 4, 4, 1, 128), (1, 32, 32, 4196, 128))]
-    cases += [(4, "KC", 2, 32, 8, 20000, 128, kw) for kw in  # each kernel variant, and the path an H200 verified
-              (dict(tile_softmax=False), dict(magic_cvt=False), dict(tile_softmax=False, magic_cvt=False))]
+    variants = [dict(tile_softmax=ts, magic_cvt=mc) for ts in (False, True) for mc in (False, True)]
+    cases += [(b, "KC", 2, 32, 8, 20000, 128, kw) for b in (4, 2) for kw in variants]  # both knobs, every combination
     if full:
         cases += [(b, m, *shape, kw) for b, m in both for *shape, kw in (
             (4, 32, 8, 33000, 128, {}), (2, 16, 2, 3000, 128, dict(num_splits=40)),
             (1, 32, 32, 65536 + 7, 128, dict(num_warps=8, num_stages=4)),
-            (1, 32, 32, 65536 + 7, 128, dict(tile_softmax=False, magic_cvt=False)))]
+            (1, 32, 32, 65536 + 7, 128, dict(tile_softmax=True, magic_cvt=True)))]
     for bits, k_mode, B, H, Hkv, T, D, kw in cases:
         label = f"{bits}-bit {k_mode} B={B} H={H} Hkv={Hkv} T={T} D={D} {kw}"
         try:
@@ -103,8 +103,9 @@ def main():
     bw = measure_bandwidth("cuda")
     roof = roofline_gbps(bw)
     log(f"bandwidth: read {bw['read_gbps']:.0f} GB/s, copy {bw['copy_gbps']:.0f} GB/s")
-    configs = [dict(tile_softmax=False), dict(magic_cvt=False), dict(tile_softmax=False, magic_cvt=False),
-               dict(num_splits=64, num_warps=4, num_stages=3), dict(num_splits=32, num_warps=2, num_stages=3)]
+    configs = [dict(tile_softmax=ts, magic_cvt=mc) for ts in (False, True) for mc in (False, True)]
+    configs += [dict(num_splits=64, num_warps=4, num_stages=3), dict(num_splits=32, num_warps=2, num_stages=3),
+                dict(num_splits=64, num_warps=4, num_stages=3, tile_softmax=True, magic_cvt=True)]
     if args.full:
         configs += [dict(num_splits=s, num_warps=w, num_stages=st) for s, w, st in
                     ((64, 2, 3), (128, 2, 3), (32, 4, 2), (128, 4, 3), (32, 8, 3), (32, 4, 4))]
