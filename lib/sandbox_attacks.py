@@ -293,14 +293,19 @@ class _Context:
             os.environ[SECRET_ENV] = self._old_env
 
 
+RUN_MOUNTS = ("/tmp/work", "/tmp/.io")  # the binds a run makes inside its own /tmp tmpfs
+
+
 def _run_mounts_gone(sb: Sandbox) -> bool:
     """Each worker's /tmp and /dev/shm are again the read-only covers: the run's tmpfs mounts (and
-    the binds under /tmp) were unmounted. Read from the init's mountinfo, which needs no privilege."""
+    its binds under /tmp) were unmounted. Read from the init's mountinfo, which needs no privilege.
+    Only the run's own mount points count: a checkout that lies under /tmp (a CI clone, say) has its
+    Python installation bound there again for the whole life of the worker, and that is no leftover."""
     for pid in sb.worker_init_pids():
         with open(f"/proc/{pid}/mountinfo") as f:
             mounts = [(line.split()[4], line.split()[5].split(",")) for line in f]
         top = {mp: opts for mp, opts in mounts}  # later lines are mounted on top of earlier ones
-        if any(mp.startswith("/tmp/") for mp, _ in mounts) or any("ro" not in top[d] for d in ("/tmp", "/dev/shm")):
+        if any(mp in RUN_MOUNTS for mp, _ in mounts) or any("ro" not in top[d] for d in ("/tmp", "/dev/shm")):
             return False
     return True
 
