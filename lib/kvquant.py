@@ -338,21 +338,22 @@ class QuantKVCache:
         self.flushes += 1
 
     # views for references ---------------------------------------------------------------------
-    def dequantized(self, batches: int | None = None):
+    def dequantized(self, batches: int | list[int] | None = None):
         """(K, V) fp32 [B, Hkv, T, D] in logical order: the packed part dequantized by the reference
         path, then the fp16 residual. What every decode impl must attend to. `batches`: only the
-        first that many batch elements (long caches on the GPU)."""
-        cfg, nb = self.cfg, batches or self.B
-        kc = unpack_to_logical(self.k_codes[:nb], cfg.bits, cfg.tile).float()  # [nb, Hkv, P, D]
-        vc = unpack_to_logical(self.v_codes[:nb], cfg.bits, cfg.tile).float()  # [nb, Hkv, P, D]
-        km, vm = self.k_meta[:nb].float(), self.v_meta[:nb].float()
+        first that many batch elements, or only the batch elements listed (long caches on the GPU)."""
+        cfg = self.cfg
+        nb = batches if isinstance(batches, list) else slice(None, batches or self.B)
+        kc = unpack_to_logical(self.k_codes[nb], cfg.bits, cfg.tile).float()  # [nb, Hkv, P, D]
+        vc = unpack_to_logical(self.v_codes[nb], cfg.bits, cfg.tile).float()  # [nb, Hkv, P, D]
+        km, vm = self.k_meta[nb].float(), self.v_meta[nb].float()
         if cfg.k_mode == "KC":
             ks = km[..., 0].repeat_interleave(cfg.tile, 2)  # [nb, Hkv, P, D]
             kz = km[..., 1].repeat_interleave(cfg.tile, 2)
         else:
             ks, kz = km[..., 0:1], km[..., 1:2]  # [nb, Hkv, P, 1]
-        k = torch.cat([kc.mul_(ks).add_(kz), self.k_res[:nb].float()], dim=2)
-        v = torch.cat([vc.mul_(vm[..., 0:1]).add_(vm[..., 1:2]), self.v_res[:nb].float()], dim=2)
+        k = torch.cat([kc.mul_(ks).add_(kz), self.k_res[nb].float()], dim=2)
+        v = torch.cat([vc.mul_(vm[..., 0:1]).add_(vm[..., 1:2]), self.v_res[nb].float()], dim=2)
         return k, v
 
     def nbytes(self) -> int:

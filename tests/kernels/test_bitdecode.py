@@ -109,6 +109,17 @@ def test_cache_equals_fake_quant_of_the_sequence(bits, k_mode):
         assert torch.equal(cv.cpu(), fake_quant_v(v.cpu().float(), cfg))
 
 
+def test_dequantized_selects_batch_elements():
+    """The reference view of a few batch elements (first n, or a list such as first and last)
+    equals the same rows of the whole cache: the GPU checks use it on caches too large to expand."""
+    cfg = QuantConfig(bits=2, k_mode="KC")
+    cache, _, _ = filled_cache(cfg, 4, 2, cfg.residual_tokens + 9, 16, seed=3)
+    k, v = cache.dequantized()
+    for sel, rows in ((2, [0, 1]), ([0, 3], [0, 3]), ([2], [2])):
+        ks, vs = cache.dequantized(sel)
+        assert torch.equal(ks, k[rows]) and torch.equal(vs, v[rows])
+
+
 def test_cache_grows_past_its_capacity():
     cfg = QuantConfig(bits=4)
     cache, k, v = filled_cache(cfg, 1, 1, 128 * 5 + 1, 16, seed=3, chunks=7)
