@@ -28,6 +28,8 @@ from typing import Callable
 
 import torch
 
+from .models.rope import RopeConfig, apply_rope, cos_sin
+
 
 @dataclass(frozen=True)
 class StackConfig:
@@ -88,25 +90,23 @@ def _rms_norm(x, weight, eps=1e-5):
     return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype) * weight
 
 
-def _rope(x, pos: int, theta: float = 500000.0):
-    """Rotary embedding of one position on x [..., D] (half-split layout)."""
-    D = x.shape[-1]
-    inv = theta ** (-torch.arange(0, D // 2, device=x.device, dtype=torch.float32) * 2 / D)
-    ang = pos * inv
-    cos, sin = ang.cos(), ang.sin()
-    x1, x2 = x[..., : D // 2].float(), x[..., D // 2:].float()
-    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).to(x.dtype)
+def rope_tables(cfg: StackConfig, pos: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model lab's RoPE tables (cos, sin), each [1, D], for position `pos` with LLaMA-3's base
+    500000 (its long-context frequency scaling is left out: the weights are random). Built once,
+    outside the step, so a captured step holds no host-to-device copy."""
+    cos, sin = cos_sin(torch.tensor([pos]), cfg.head_dim, RopeConfig(theta=500000.0))
+    return cos.to(device), sin.to(device)
 
 
 def decode_step(cfg: StackConfig, weights: dict, x: torch.Tensor, attention: Callable[[int, torch.Tensor], torch.Tensor],
-                pos: int) -> torch.Tensor:
-    """One decode step. x [B, E] (the new token's embedding) -> logits [B, V]."""
+                rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """One decode step. x [B, E] (the new token's embedding), rope = rope_tables(...) -> logits [B, V]."""
     B = x.shape[0]
     H, Hkv, D, F = cfg.heads, cfg.kv_heads, cfg.head_dim, cfg.ffn
     for i, lw in enumerate(weights["layers"]):
         h = _rms_norm(x, lw["norm1"])
         qkv = h @ lw["wqkv"].t()  # [B, (H+2Hkv)D]
-        q = _rope(qkv[:, : H * D].view(B, H, D), pos)  # [B, H, D]
+        q = apply_rope(qkv[:, : H * D].view(B, H, 1, D), *rope)[:, :, 0]  # [B, H, D]
         # qkv[:, H*D:] are the new token's K and V: projected, not appended (see the module docstring)
         o = attention(i, q)  # [B, H, D]
         x = x + o.reshape(B, H * D) @ lw["wo"].t()
@@ -123,7 +123,8 @@ class GraphedStep:
     def __init__(self, cfg: StackConfig, weights: dict, attention, pos: int, batch: int = 1, use_graph: bool = True):
         dev = weights["norm"].device
         self.x = torch.randn(batch, cfg.hidden, device=dev, dtype=weights["norm"].dtype)
-        self._fn = lambda: decode_step(cfg, weights, self.x, attention, pos)
+        rope = rope_tables(cfg, pos, dev)
+        self._fn = lambda: decode_step(cfg, weights, self.x, attention, rope)
         self.graphed, self.why_not = False, ""
         self.out = None
         if use_graph and dev.type == "cuda":

@@ -25,9 +25,9 @@ def test_attention_plug_changes_output_and_cache_bytes():
     S = 37
     kv = [(torch.randn(1, cfg.kv_heads, S, cfg.head_dim), torch.randn(1, cfg.kv_heads, S, cfg.head_dim)) for _ in range(cfg.layers)]
     x = torch.randn(1, cfg.hidden)
-    full = ds.decode_step(cfg, w, x, lambda i, q: decode_attention_ref(q, *kv[i]), pos=S)
+    full = ds.decode_step(cfg, w, x, lambda i, q: decode_attention_ref(q, *kv[i]), ds.rope_tables(cfg, S, "cpu"))
     # dropping the last cached token must change the logits (the attention output is used)
-    short = ds.decode_step(cfg, w, x, lambda i, q: decode_attention_ref(q, kv[i][0][:, :, :-1], kv[i][1][:, :, :-1]), pos=S)
+    short = ds.decode_step(cfg, w, x, lambda i, q: decode_attention_ref(q, kv[i][0][:, :, :-1], kv[i][1][:, :, :-1]), ds.rope_tables(cfg, S, "cpu"))
     assert full.shape == (1, cfg.vocab) and torch.isfinite(full).all()
     assert (full - short).abs().max() > 1e-4
     assert cfg.kv_bytes_fp16(1, S) == sum(2 * k.numel() * 2 for k, _ in kv)
