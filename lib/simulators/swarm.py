@@ -46,7 +46,7 @@ import torch
 from torch import nn
 
 from .energy import KB_EV
-from .observables import cluster_stats_torch
+from .observables import chi2_sf, cluster_stats_torch
 
 N_SPECIES, N_ACTIONS, N_SHELL = 3, 8, 14
 VAC, CU = 0, 2
@@ -411,8 +411,7 @@ def chi2_homogeneity(counts) -> tuple[float, int, float]:
     expected = c.sum(1, keepdims=True) * c.sum(0, keepdims=True) / c.sum()
     stat = float(((c - expected) ** 2 / expected).sum())
     dof = (c.shape[0] - 1) * (c.shape[1] - 1)
-    p = float(torch.special.gammaincc(torch.tensor(dof / 2, dtype=torch.float64), torch.tensor(stat / 2, dtype=torch.float64)))
-    return stat, dof, p
+    return stat, dof, chi2_sf(stat, dof)
 
 
 @torch.no_grad()
