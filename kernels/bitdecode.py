@@ -565,11 +565,10 @@ SCALED_TOL = 1e-2  # of the reference's largest |value|: fp16 rounding of q o s,
 
 
 def _fp16_fn(name, q, k, v):
-    from msrbook.bench import sdpa_decode
+    """The fp16 baselines as decode_bench runs them; our dense kernel is "triton_fp16" in these tables."""
+    from msrbook.decode_bench import _backend_fn
 
-    if name == "triton_fp16":
-        return lambda: decode_attention(q, k, v)
-    return lambda: sdpa_decode(q, k, v, name.removeprefix("sdpa_"))
+    return _backend_fn("triton" if name == "triton_fp16" else name, q, k, v)
 
 
 def bench_shape(B, H, Hkv, T, D=128, *, bits=(4, 2), impls=LOWBIT_IMPLS, fp16=FP16_BACKENDS, k_mode="KC",
