@@ -22,6 +22,7 @@ Stage 2 merges all splits by log-sum-exp (the dense kernel's combine).
 """
 
 import math
+import os
 from dataclasses import dataclass
 
 import torch
@@ -67,14 +68,87 @@ def _half2(w):
     return lo.to(tl.float32), hi.to(tl.float32)
 
 
+# PTX for the "asm" convert: two words per call (Triton's pack=2: the two elements a thread holds
+# side by side, which in the tensor-core operand layout are the two K-dim neighbours that share one
+# 32-bit register) -> two half2 registers: slots 2k and 2k+1 of both words. 0x6400 | c is the fp16
+# number 1024 + c; (c << 4) | 0x6400 is 1024 + 16 c, so x / 16 - 64 = c. All exact in fp16.
+#   4-bit (int32 words w0, w1): prmt puts byte k of w0 in bytes 0-1 and byte k of w1 in bytes 2-3,
+#     then two lop3 ((t & mask) | 0x64006400, LUT 0xEA), one sub.f16x2 and one fma.rn.f16x2:
+#     5 instructions for 4 codes (the plain path: a bfe and a quarter-rate cvt per code).
+#   2-bit (int16 words w0, w1, which Triton passes packed in one register as w0 | w1 << 16): a
+#     shift by 4k, then the same two lop3 with 2-bit masks and the two f16x2 ops.
+_ASM_TAIL = """
+    mov.b32 rm, 0x64006400;
+    sub.f16x2 $0, rlo, rm;
+    mov.b32 rs, {scale};
+    mov.b32 rb, {bias};
+    fma.rn.f16x2 $1, rhi, rs, rb;
+}}"""
+_ASM4 = """{{
+    .reg .b32 rt, rlo, rhi, rm, rs, rb;
+    prmt.b32 rt, $2, $3, {sel};
+    lop3.b32 rlo, rt, 0x000F000F, 0x64006400, 0xEA;
+    lop3.b32 rhi, rt, 0x00F000F0, 0x64006400, 0xEA;""" + _ASM_TAIL
+_ASM2 = """{{
+    .reg .b32 rt, rlo, rhi, rm, rs, rb;
+    shr.b32 rt, $2, {shift};
+    lop3.b32 rlo, rt, 0x00030003, 0x64006400, 0xEA;
+    lop3.b32 rhi, rt, 0x000C000C, 0x64006400, 0xEA;""" + _ASM_TAIL
+# fp16 pairs: 1/16 = 0x2C00, -64 = 0xD400 (4-bit high nibble); 1/4 = 0x3400, -256 = 0xDC00 (2-bit)
+ASM_SLOT_PAIR = {
+    (4, k): _ASM4.format(sel=hex(k | k << 4 | (4 + k) << 8 | (4 + k) << 12), scale="0x2C002C00", bias="0xD400D400")
+    for k in range(4)
+} | {(2, k): _ASM2.format(shift=4 * k, scale="0x34003400", bias="0xDC00DC00") for k in range(4)}
+
+
+_A4 = [tl.constexpr(ASM_SLOT_PAIR[(4, k)]) for k in range(4)]
+_A2 = [tl.constexpr(ASM_SLOT_PAIR[(2, k)]) for k in range(4)]
+_A4_0, _A4_1, _A4_2, _A4_3 = _A4
+_A2_0, _A2_1, _A2_2, _A2_3 = _A2
+
+
 @triton.jit
-def _codes_fp16(words, j, BITS: tl.constexpr, MAGIC: tl.constexpr):
+def _asm_pair(words, asm: tl.constexpr, cons: tl.constexpr):
+    return tl.inline_asm_elementwise(asm, cons, [words], dtype=(tl.float16, tl.float16), is_pure=True, pack=2)
+
+
+@triton.jit
+def _codes_pair_asm(words, k: tl.constexpr, BITS: tl.constexpr):
+    """Slots 2k and 2k+1 of every word as fp16 codes (see ASM_SLOT_PAIR). Pure, so the second call
+    with the same words and k is merged into the first by the compiler (CSE)."""
+    if BITS == 4:
+        if k == 0:
+            return _asm_pair(words, _A4_0, "=r,=r,r,r")
+        elif k == 1:
+            return _asm_pair(words, _A4_1, "=r,=r,r,r")
+        elif k == 2:
+            return _asm_pair(words, _A4_2, "=r,=r,r,r")
+        else:
+            return _asm_pair(words, _A4_3, "=r,=r,r,r")
+    else:
+        if k == 0:
+            return _asm_pair(words, _A2_0, "=r,=r,r")
+        elif k == 1:
+            return _asm_pair(words, _A2_1, "=r,=r,r")
+        elif k == 2:
+            return _asm_pair(words, _A2_2, "=r,=r,r")
+        else:
+            return _asm_pair(words, _A2_3, "=r,=r,r")
+
+
+@triton.jit
+def _codes_fp16(words, j: tl.constexpr, BITS: tl.constexpr, MAGIC: tl.constexpr):
     """Bit slot j of every word -> the codes as fp16, by the magic-number trick: the 16-bit pattern
     0x6400 | c is the fp16 number 1024 + c (c < 1024), so a shift, an and-or, a free bitcast and an
     exact fp16 subtraction replace the slow (quarter-rate) int->float convert. The 1024 must go
     before the product: left in and removed from the fp32 sums afterwards, it cost up to 2x10^-2
     of the output on an H200 (the tensor cores' accumulation is not exact at 1024x the signal)."""
-    if MAGIC:
+    if MAGIC == 2:  # inline PTX, two slots of two words per call (GPU only: not in the interpreter)
+        lo, hi = _codes_pair_asm(words, j // 2, BITS)
+        if j % 2 == 0:
+            return lo
+        return hi
+    if MAGIC == 1:
         c = ((words >> (j * BITS)) & ((1 << BITS) - 1)) | 0x6400
         return c.to(tl.int16).to(tl.float16, bitcast=True) - 1024.0
     return ((words >> (j * BITS)) & ((1 << BITS) - 1)).to(tl.float16)  # the plain convert
@@ -409,6 +483,17 @@ def quantize_pack_kv(k, v, k_codes, k_meta, v_codes, v_meta, *, bits: int, tile:
     )
 
 
+def _cvt_mode(magic_cvt, interpreter_ok=False) -> int:
+    """The MAGIC constexpr: False -> 0 (plain convert), True -> 1 (magic number, one code at a
+    time), "asm" -> 2 (inline PTX, two codes of two words per instruction; GPU only)."""
+    modes = {False: 0, True: 1, "asm": 2, 2: 2}  # 2: "asm" as the notebooks' profiles write it
+    if magic_cvt not in modes:
+        raise ValueError(f"magic_cvt must be False, True or 'asm', not {magic_cvt!r}")
+    if modes[magic_cvt] == 2 and not interpreter_ok and os.environ.get("TRITON_INTERPRET") == "1":
+        raise ValueError("magic_cvt='asm' is inline PTX, which the Triton interpreter cannot run")
+    return modes[magic_cvt]
+
+
 def plan(q, cache, num_splits=None):
     """(n_tiles, num_splits, tiles_per_split) for q over this cache."""
     B, H, D = q.shape
@@ -451,7 +536,7 @@ def bitdecode_attention(q, cache, *, sm_scale=None, impl="triton", num_splits=No
     use_dot = impl == "triton"
     kernel = _bitdecode_split_kernel if use_dot else _bitdecode_split_cuda_core_kernel
     block_g = max(16, triton.next_power_of_2(G)) if use_dot else triton.next_power_of_2(G)
-    extra = dict(TILE_SOFTMAX=bool(tile_softmax), MAGIC=bool(magic_cvt)) if use_dot else {}
+    extra = dict(TILE_SOFTMAX=bool(tile_softmax), MAGIC=_cvt_mode(magic_cvt)) if use_dot else {}
     kernel[(B * Hkv, splits + 1)](
         q, kc, km, vc, vm, kr, vr, partial, lse, sm_scale * 1.4426950408889634,
         q.stride(0), q.stride(1), cache._k_codes.stride(0), cache._k_codes.stride(1),
@@ -503,7 +588,8 @@ def _naive(q, cache, sm_scale):
 
 
 def compile_for_target(kernel: str, *, bits: int, k_mode: str = "KC", G: int = 4, D: int = 128, tile: int = 128,
-                       arch: int = 90, tile_softmax: bool = True, magic_cvt: bool = True):
+                       arch: int = 90, tile_softmax: bool = True, magic_cvt: bool = True, num_warps: int = 4,
+                       num_stages: int = 3):
     """Compile one kernel for GPUTarget("cuda", arch, 32) with no GPU present (the interpreter lets
     some errors through). kernel: "triton", "cuda_core" or "quantize_pack". Pointer and stride
     arguments are marked 16-divisible as the JIT marks them at run time. Returns the compiled
@@ -524,11 +610,12 @@ def compile_for_target(kernel: str, *, bits: int, k_mode: str = "KC", G: int = 4
         const = dict(G=G, BLOCK_G=max(16, triton.next_power_of_2(G)) if use_dot else triton.next_power_of_2(G),
                      D=D, BITS=bits, TILE=tile, K_PER_CHANNEL=k_mode == "KC", BLOCK_R=16, USE_DOT=use_dot)
         if use_dot:
-            const.update(TILE_SOFTMAX=tile_softmax, MAGIC=magic_cvt)
+            const.update(TILE_SOFTMAX=tile_softmax, MAGIC=_cvt_mode(magic_cvt, interpreter_ok=True))
     sig = {name: types.get(name, "constexpr" if name in const else "i32") for name in fn.arg_names}
     div16 = [i for i, name in enumerate(fn.arg_names) if types.get(name, "").startswith("*") or name.startswith("stride_")]
     attrs = {(i,): [["tt.divisibility", 16]] for i in div16}
-    return triton.compile(ASTSource(fn=fn, signature=sig, constexprs=const, attrs=attrs), target=GPUTarget("cuda", arch, 32))
+    return triton.compile(ASTSource(fn=fn, signature=sig, constexprs=const, attrs=attrs), target=GPUTarget("cuda", arch, 32),
+                          options=dict(num_warps=num_warps, num_stages=num_stages))
 
 
 # ------------------------------------------------------------------------------------ bytes and main

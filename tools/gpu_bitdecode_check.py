@@ -45,8 +45,12 @@ def check_decode(full=False):
     both = [(b, m) for b in (4, 2) for m in ("KC", "KT")]
     cases = [(b, m, 3, 32, 8, 1000, 128, {}) for b, m in both]  # every width and mode, G=4
     cases += [(b, "KC", *shape, {}) for b in (4, 2) for shape in ((2, 8, 1, 37, 64), (1, 4, 4, 1, 128), (1, 32, 32, 4196, 128))]
-    variants = [dict(tile_softmax=ts, magic_cvt=mc) for ts in (False, True) for mc in (False, True)]
+    variants = [dict(tile_softmax=ts, magic_cvt=mc) for ts in (False, True) for mc in (False, True, "asm")]
+    variants += [dict(tile_softmax=ts, magic_cvt="asm", num_warps=w) for ts in (False, True) for w in (1, 2)]
     cases += [(b, "KC", 2, 32, 8, 20000, 128, kw) for b in (4, 2) for kw in variants]  # both knobs, every combination
+    cases += [(b, m, 3, 32, 8, 1000, 128, dict(tile_softmax=True, magic_cvt="asm")) for b, m in both]
+    cases += [(b, "KC", 1, 32, 32, 4196, 128, dict(tile_softmax=True, magic_cvt="asm", num_warps=2)) for b in (4, 2)]
+    cases += [(b, "KC", 2, 8, 1, 37, 64, dict(tile_softmax=ts, magic_cvt="asm")) for b in (4, 2) for ts in (False, True)]
     if full:
         cases += [(b, m, *shape, kw) for b, m in both for *shape, kw in (
             (4, 32, 8, 33000, 128, {}), (2, 16, 2, 3000, 128, dict(num_splits=40)),
@@ -103,15 +107,22 @@ def main():
     bw = measure_bandwidth("cuda")
     roof = roofline_gbps(bw)
     log(f"bandwidth: read {bw['read_gbps']:.0f} GB/s, copy {bw['copy_gbps']:.0f} GB/s")
-    configs = [dict(tile_softmax=ts, magic_cvt=mc) for ts in (False, True) for mc in (False, True)]
-    configs += [dict(num_splits=64, num_warps=4, num_stages=3), dict(num_splits=32, num_warps=2, num_stages=3),
-                dict(num_splits=64, num_warps=4, num_stages=3, tile_softmax=True, magic_cvt=True)]
+    configs = [dict(num_splits=32, num_warps=2, num_stages=3), dict(tile_softmax=True, magic_cvt=True)]
+    configs += [dict(num_splits=s, num_warps=w, num_stages=st, tile_softmax=ts, magic_cvt="asm")
+                for s, w, st, ts in ((32, 2, 3, True), (32, 2, 3, False), (64, 2, 3, True), (32, 4, 3, True), (64, 4, 3, True),
+                                     (32, 1, 3, True), (64, 1, 3, True), (128, 2, 3, True), (32, 2, 4, True), (32, 2, 2, True),
+                                     (16, 2, 3, True), (128, 1, 3, True))]
     if args.full:
         configs += [dict(num_splits=s, num_warps=w, num_stages=st) for s, w, st in
                     ((64, 2, 3), (128, 2, 3), (32, 4, 2), (128, 4, 3), (32, 8, 3), (32, 4, 4))]
     rows = bench_shape(1, 32, 32, 131072 + 100, impls=("triton", "cuda_core", "naive") if args.full else ("triton", "cuda_core"),
                        configs=configs, strict=False)
     log("timed B=1 32/32 128K")
+    if os.environ.get("BATCH64"):  # the shape an H200 chapter run failed at (num_splits=1 by default there)
+        rows += bench_shape(64, 32, 32, 32768 + 100, impls=("triton",), fp16=("sdpa_cudnn",), strict=False, warmup=3, rep=10,
+                            configs=[dict(num_splits=1), dict(num_splits=4), dict(num_splits=1, num_stages=2),
+                                     dict(num_splits=4, tile_softmax=True, magic_cvt="asm", num_warps=2)])
+        log("timed B=64 32/32 32K")
     if args.full:
         rows += bench_shape(1, 32, 8, 131072 + 100, impls=("triton",), strict=False)
         rows += bench_shape(16, 32, 8, 32768 + 100, impls=("triton", "cuda_core"), strict=False)
