@@ -48,11 +48,21 @@ class BitDecodeConfig:
 
 
 def default_config(B: int, Hkv: int, n_tiles: int, sm_count: int) -> BitDecodeConfig:
-    """Reasoned, not tuned: about 8 programs per SM (as the dense kernel's sweep found best), rounded
-    down to a power of two of splits, each split >= 4 tiles so the fp32 partial outputs (2 * G * D * 4
-    bytes per split) stay small beside the packed words it reads; 4 warps; 3 stages."""
+    """About 8 programs per SM (as the dense kernel's sweep found best), rounded down to a power of
+    two of splits, each split >= 4 tiles so the fp32 partial outputs (2 * G * D * 4 bytes per split)
+    stay small beside the packed words it reads, and <= 64 tiles: at batch 64, 32K tokens the
+    one-split-per-head config (256 tiles in one program) gave a 4e-2 relative error for int4 with
+    the plain convert on an H200 (the cause is not found; 4 splits pass), see
+    kernels/NOTES-bitdecode.md. 2 warps: with the query heads padded to 16 rows the score product
+    has only two 8-wide column tiles, and a third or fourth warp would repeat the dequantization of
+    K (read off the compiled PTX: 384 instead of 256 converts per thread per tile); the H200 sweep
+    agrees (0.24 ms at 2 warps, 0.39 ms at 4). 3 stages."""
     most = max(1, min(triton.cdiv(8 * sm_count, B * Hkv), n_tiles // 4, 256))
-    return BitDecodeConfig(1 << (most.bit_length() - 1), num_warps=4, num_stages=3)
+    most = max(most, triton.cdiv(n_tiles, 64))
+    splits = 1 << (most.bit_length() - 1)
+    if triton.cdiv(n_tiles, splits) > 64:
+        splits *= 2
+    return BitDecodeConfig(splits, num_warps=2, num_stages=3)
 
 
 # ------------------------------------------------------------------------------------------- kernels
@@ -505,16 +515,17 @@ def plan(q, cache, num_splits=None):
 
 
 def bitdecode_attention(q, cache, *, sm_scale=None, impl="triton", num_splits=None, num_warps=None, num_stages=None,
-                        tile_softmax=False, magic_cvt=False):
+                        tile_softmax=None, magic_cvt=None):
     """Decode attention of q [B, H, D] over a QuantKVCache -> [B, H, D] in q's dtype.
     impl: "triton" (tensor cores), "cuda_core" (broadcast products), "naive" (dequantize to a full
     fp16 K/V with torch ops, then our dense Triton decode), "ref" (fp32 reference on the dequantized
     cache). Knobs left as None come from `default_config`. tile_softmax (Triton impl): one softmax
     max and rescale per 128-token tile (all 8 slabs' scores kept, joined in registers) instead of
-    one per 16-token slab. magic_cvt (Triton impl): codes to fp16 by the 0x6400 magic number
-    (else the plain int->fp16 convert). Both default to off: the plain convert with the per-slab
-    softmax is the path an H200 run verified; the magic-number path failed an H200 check before its
-    fix, so the optimizations are timed only as explicit configs."""
+    one per 16-token slab. magic_cvt (Triton impl): False for the plain int->fp16 convert, True for
+    the 0x6400 magic number one code at a time, "asm" for inline PTX (two codes of two words per
+    instruction). Defaults: tile_softmax and "asm" on a GPU (the fastest pair in the H200 sweep of
+    tools/gpu_bitdecode_check.py, and correct in all its cases), the plain per-slab path under the
+    Triton interpreter (which cannot run inline PTX)."""
     B, H, D = q.shape
     assert (cache.B, cache.D) == (B, D) and H % cache.Hkv == 0, (q.shape, cache.B, cache.Hkv, cache.D)
     sm_scale = 1.0 / math.sqrt(D) if sm_scale is None else sm_scale
@@ -534,6 +545,9 @@ def bitdecode_attention(q, cache, *, sm_scale=None, impl="triton", num_splits=No
     kc, vc, kr, vr = cache.k_codes, cache.v_codes, cache._res_k, cache._res_v
     km, vm = cache.k_meta.view(torch.int32)[..., 0], cache.v_meta.view(torch.int32)[..., 0]  # (scale, zero) pairs as words
     use_dot = impl == "triton"
+    interp = os.environ.get("TRITON_INTERPRET") == "1"
+    tile_softmax = (not interp) if tile_softmax is None else tile_softmax
+    magic_cvt = (False if interp else "asm") if magic_cvt is None else magic_cvt
     kernel = _bitdecode_split_kernel if use_dot else _bitdecode_split_cuda_core_kernel
     block_g = max(16, triton.next_power_of_2(G)) if use_dot else triton.next_power_of_2(G)
     extra = dict(TILE_SOFTMAX=bool(tile_softmax), MAGIC=_cvt_mode(magic_cvt)) if use_dot else {}
