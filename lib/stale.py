@@ -4,10 +4,16 @@
 
 "unknown" when the commit is missing (None), not in this repository's history, or git is not
 available; the scoreboard shows it as such rather than guessing.
+
+What counts is the net change between the provenance commit and HEAD. A notebook whose code cells
+(sources, in order) are the same at both ends is not a change: editing a chapter's prose cannot
+change a number it measured, and should not flag its results as out of date. Any other file that
+differs, a notebook added or removed, or one git cannot show, counts.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -32,10 +38,32 @@ def stale(commit: str | None, paths: tuple[str, ...] | list[str], repo: Path | N
     known = _git(repo, "merge-base", "--is-ancestor", commit, "HEAD")
     if known is None or known.returncode != 0:
         return "unknown"
-    log = _git(repo, "log", "--format=%H", f"{commit}..HEAD", "--", *paths)
-    if log is None or log.returncode != 0:
+    diff = _git(repo, "diff", "--name-only", "--no-renames", commit, "HEAD", "--", *paths)
+    if diff is None or diff.returncode != 0:
         return "unknown"
-    return "yes" if log.stdout.strip() else "no"
+    changed = [f for f in diff.stdout.splitlines() if f.strip()]
+    return "yes" if any(not _same_code(repo, commit, f) for f in changed) else "no"
+
+
+def _code_cells(repo: Path, rev: str, path: str) -> list[str] | None:
+    """Sources of the code cells of notebook `path` at `rev`, or None if it is absent or unreadable."""
+    out = _git(repo, "show", f"{rev}:{path}")
+    if out is None or out.returncode != 0:
+        return None
+    try:
+        cells = json.loads(out.stdout).get("cells", [])
+    except (ValueError, AttributeError):
+        return None
+    return ["".join(c.get("source", "")) if isinstance(c.get("source"), list) else c.get("source", "")
+            for c in cells if c.get("cell_type") == "code"]
+
+
+def _same_code(repo: Path, commit: str, path: str) -> bool:
+    """True when `path` is a notebook whose code cells are identical at `commit` and HEAD."""
+    if not path.endswith(".ipynb"):
+        return False
+    before, after = _code_cells(repo, commit, path), _code_cells(repo, "HEAD", path)
+    return before is not None and after is not None and before == after
 
 
 def combine(states: list[str]) -> str:
