@@ -22,6 +22,7 @@ tokens, V vocabulary.
 
 from __future__ import annotations
 
+import gc
 import math
 from dataclasses import asdict, dataclass
 from typing import Callable
@@ -128,6 +129,10 @@ class GraphedStep:
         self.graphed, self.why_not = False, ""
         self.out = None
         if use_graph and dev.type == "cuda":
+            # Freeing cached blocks is not allowed while a stream captures; with a long cache the
+            # allocator may need to, so give them back first (seen at 128K tokens, int2, on an H200).
+            gc.collect()
+            torch.cuda.empty_cache()
             try:
                 s = torch.cuda.Stream()
                 s.wait_stream(torch.cuda.current_stream())
