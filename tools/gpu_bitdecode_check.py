@@ -112,6 +112,7 @@ def tm_rows(B=1, H=32, Hkv=32, T=131072 + 100, D=128, device="cuda", settings=TM
             except RuntimeError as err:
                 row["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:160]}"
             rows.append(row)
+            log(f"  {row['backend']} {row['config']}: {row['ms']:.4f} ms {row['error'][:150]}")
         del cache
     return rows
 
@@ -140,7 +141,18 @@ def check_quantize_pack():
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--full", action="store_true", help="more correctness cases and timing shapes (several minutes)")
+    ap.add_argument("--tm-quick", action="store_true",
+                    help="only a first look at the tokens-in-M kernel at the claim shape (about a minute)")
     args = ap.parse_args()
+    if args.tm_quick:
+        from msrbook.bench import sdpa_decode
+        q = torch.randn(1, 32, 128, device="cuda").half()
+        k, v = (torch.randn(1, 32, 131172, 128, device="cuda").half() for _ in range(2))
+        log(f"sdpa cudnn {time_ms(lambda: sdpa_decode(q, k, v, 'cudnn'), device='cuda'):.4f} ms")
+        del q, k, v
+        for r in tm_rows(settings=((32, 1, 3, "asm"), (16, 1, 3, "asm"), (64, 2, 2, "asm"))):
+            log(f"{r['backend']} {r['config']}: {r['ms']:.4f} ms {r['gbps']:.0f} GB/s {r['error'][:150]}")
+        return
     props = torch.cuda.get_device_properties(0)
     log(f"{props.name}, {props.multi_processor_count} SMs; torch {torch.__version__}, triton {__import__('triton').__version__}")
     check_quantize_pack()
