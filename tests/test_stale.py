@@ -74,6 +74,32 @@ def test_code_cell_order_added_notebook_and_reverted_change(repo):
     assert stale(measured, PATHS, repo) == "yes"  # a notebook added
 
 
+def test_python_docstring_and_comment_edits_are_not_stale(repo):
+    commit(repo, "lib/kernel.py", '"""Module."""\n\ndef f(x):\n    """Old words."""\n    return x + 1  # note\n')
+    measured = commit(repo, "README", "a")
+    commit(repo, "lib/kernel.py", '"""Module, reworded."""\n\n\ndef f(x):\n    """New words."""\n'
+                                  '    # a new comment\n    return x + 1\n')
+    assert stale(measured, PATHS, repo) == "no"
+    commit(repo, "lib/kernel.py", '"""Module."""\n\ndef f(x):\n    return x + 2\n')
+    assert stale(measured, PATHS, repo) == "yes"  # the code changed
+
+
+def test_python_string_that_is_not_a_docstring_counts(repo):
+    commit(repo, "lib/kernel.py", 'ASM = "add r1, r2;"\n\ndef f():\n    x = 1\n    "not a docstring"\n    return x\n')
+    measured = commit(repo, "README", "a")
+    commit(repo, "lib/kernel.py", 'ASM = "sub r1, r2;"\n\ndef f():\n    x = 1\n    "not a docstring"\n    return x\n')
+    assert stale(measured, PATHS, repo) == "yes"
+    commit(repo, "lib/kernel.py", 'ASM = "add r1, r2;"\n\ndef f():\n    x = 1\n    "another string"\n    return x\n')
+    assert stale(measured, PATHS, repo) == "yes"  # only a body's first statement is a docstring
+
+
+def test_unparsable_python_counts(repo):
+    commit(repo, "lib/kernel.py", "def f(:\n")
+    measured = commit(repo, "README", "a")
+    commit(repo, "lib/kernel.py", "def f(:\n  # comment\n")
+    assert stale(measured, PATHS, repo) == "yes"
+
+
 def test_unreadable_notebook_counts_as_a_change(repo):
     commit(repo, "notebooks/ch/01.ipynb", "not json")
     measured = commit(repo, "README", "a")
