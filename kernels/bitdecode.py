@@ -549,7 +549,7 @@ def bitdecode_attention(q, cache, *, sm_scale=None, impl="triton", num_splits=No
     use_dot = impl == "triton"
     interp = os.environ.get("TRITON_INTERPRET") == "1"
     tile_softmax = (not interp) if tile_softmax is None else tile_softmax
-    magic_cvt = (False if interp else "asm") if magic_cvt is None else magic_cvt
+    magic_cvt = (False if interp or torch.version.hip else "asm") if magic_cvt is None else magic_cvt  # PTX: NVIDIA only
     kernel = _bitdecode_split_kernel if use_dot else _bitdecode_split_cuda_core_kernel
     block_g = max(16, triton.next_power_of_2(G)) if use_dot else triton.next_power_of_2(G)
     extra = dict(TILE_SOFTMAX=bool(tile_softmax), MAGIC=_cvt_mode(magic_cvt)) if use_dot else {}

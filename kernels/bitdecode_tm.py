@@ -118,7 +118,7 @@ def bitdecode_tm_attention(q, cache, *, sm_scale=None, num_splits=None, num_warp
     n_tiles, splits, tiles_per_split = plan(q, cache, num_splits)
     dflt = default_config(B, Hkv, n_tiles, device_limits(q.device)["sm_count"])
     if magic_cvt is None:
-        magic_cvt = False if os.environ.get("TRITON_INTERPRET") == "1" else "asm"
+        magic_cvt = False if os.environ.get("TRITON_INTERPRET") == "1" or torch.version.hip else "asm"
     q = q if q.stride(-1) == 1 else q.contiguous()
     partial = torch.empty(B * H, splits + 1, D, device=q.device, dtype=torch.float32)
     lse = torch.empty(B * H, splits + 1, device=q.device, dtype=torch.float32)
