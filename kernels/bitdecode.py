@@ -675,17 +675,19 @@ def _fp16_fn(name, q, k, v):
 
 
 def bench_shape(B, H, Hkv, T, D=128, *, bits=(4, 2), impls=LOWBIT_IMPLS, fp16=FP16_BACKENDS, k_mode="KC",
-                configs=(), warmup=25, rep=100, seed=0, strict=True):
+                configs=(), warmup=25, rep=100, seed=0, strict=True, graph=True):
     """Time every fp16 baseline and every (bits, impl) on one shape [B, H/Hkv heads, T tokens, D]
     on the GPU. Each output is first checked on its first and last batch elements (an offset that
     overflows or a program that reads another sequence shows up only past the first): fp16 backends
     against the fp32 reference on K/V, low-bit impls against it on the dequantized cache; a
     mismatch raises. `configs`: extra knob dicts (num_splits, num_warps, num_stages) timed for the
-    Triton impl, each its own row. Rows: {batch, seq_len, n_q, n_kv, head_dim, bits, backend,
-    config, ms, gbps, bytes, error}. A backend that cannot run (no kernel, out of memory) gets an
+    Triton impl, each its own row. graph: time every backend, fp16 ones included, as a CUDA-graph
+    replay (`bench.time_graph_ms`: GPU time, no host overhead; `graphed` says where capture
+    worked). Rows: {batch, seq_len, n_q, n_kv, head_dim, bits, backend, config, ms, gbps, bytes,
+    graphed, error}. A backend that cannot run (no kernel, out of memory) gets an
     error and NaN. strict=False records a wrong result as an error starting "WRONG" (not timed)
     instead of raising."""
-    from msrbook.bench import gbps, time_ms
+    from msrbook.bench import gbps, time_graph_ms, time_ms
     from msrbook.kernels.decode_attention import decode_bytes
     from msrbook.kvquant import QuantConfig, QuantKVCache
     from msrbook.testing import assert_close
@@ -696,13 +698,17 @@ def bench_shape(B, H, Hkv, T, D=128, *, bits=(4, 2), impls=LOWBIT_IMPLS, fp16=FP
     rows = []
 
     def record(backend, nbits, fn, nbytes, ref, config=""):
-        row = dict(base, bits=nbits, backend=backend, config=config, ms=math.nan, gbps=math.nan, bytes=nbytes, error="")
+        row = dict(base, bits=nbits, backend=backend, config=config, ms=math.nan, gbps=math.nan, bytes=nbytes,
+                   graphed=False, error="")
         try:
             out = fn()
             if ref is not None:
                 assert_close(out[checked].float(), ref, rtol=0.0, atol=SCALED_TOL * float(ref.abs().max()),
                              name=f"{backend} {config} B={B} T={T} H={H}/{Hkv}")
-            row["ms"] = time_ms(fn, warmup=warmup, rep=rep, device=dev)
+            if graph:
+                row["ms"], row["graphed"] = time_graph_ms(fn, warmup=warmup, rep=rep, device=dev)
+            else:
+                row["ms"] = time_ms(fn, warmup=warmup, rep=rep, device=dev)
             row["gbps"] = gbps(nbytes, row["ms"])
         except (RuntimeError, torch.cuda.OutOfMemoryError) as err:  # cannot run here: say why, keep going
             row["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''}"
@@ -718,7 +724,7 @@ def bench_shape(B, H, Hkv, T, D=128, *, bits=(4, 2), impls=LOWBIT_IMPLS, fp16=FP
         k = torch.randn(B, Hkv, T, D, generator=gen, device=dev).to(torch.float16)  # [B, Hkv, T, D]
         v = torch.randn(B, Hkv, T, D, generator=gen, device=dev).to(torch.float16)
     except torch.cuda.OutOfMemoryError as err:  # the fp16 cache itself does not fit: one row says so
-        return [dict(base, bits=16, backend="fp16 cache", config="", ms=math.nan, gbps=math.nan, bytes=0,
+        return [dict(base, bits=16, backend="fp16 cache", config="", ms=math.nan, gbps=math.nan, bytes=0, graphed=False,
                      error=f"OutOfMemoryError: {str(err).splitlines()[0][:160]}")]
     checked = sorted({0, B - 1})  # batch elements whose outputs are checked
     qc = q[checked]

@@ -91,3 +91,12 @@ def test_sweep_raises_on_unknown_backend_and_wrong_result(monkeypatch):
     monkeypatch.setattr(db, "decode_attention", lambda q, k, v: torch.zeros_like(q))
     with pytest.raises(AssertionError, match="triton"):
         sweep([1], [20], [(2, 1)], D=64, dtype=torch.float32, backends=("triton",), warmup=1, rep=3, progress=False)
+
+
+def test_time_graph_ms_falls_back_off_cuda():
+    """Off CUDA there is no graph to capture: the eager median, and graphed False says so."""
+    from msrbook.bench import time_graph_ms
+
+    calls = []
+    ms, graphed = time_graph_ms(lambda: calls.append(1), warmup=1, rep=2, device="cpu")
+    assert graphed is False and ms >= 0 and len(calls) >= 3

@@ -27,7 +27,7 @@ import time
 import torch
 
 from msrbook.bench import measure_bandwidth, roofline_gbps
-from msrbook.bench import gbps, time_ms
+from msrbook.bench import gbps, time_graph_ms, time_ms
 from msrbook.kernels.bitdecode import bench_shape, bitdecode_attention, bitdecode_bytes, quantize_pack_ms
 from msrbook.kernels.bitdecode_tm import bitdecode_tm_attention
 from msrbook.kernels.decode_attention import decode_attention_ref
@@ -103,11 +103,11 @@ def tm_rows(B=1, H=32, Hkv=32, T=131072 + 100, D=128, device="cuda", settings=TM
             kw = dict(num_splits=splits, num_warps=warps, num_stages=stages, magic_cvt=cvt)
             row = dict(batch=B, seq_len=T, n_q=H, n_kv=Hkv, head_dim=D, bits=bits, backend=f"int{bits}_triton_tm",
                        config=",".join(f"{a}={b}" for a, b in kw.items()), ms=math.nan, gbps=math.nan,
-                       bytes=bitdecode_bytes(cache, H), error="")
+                       bytes=bitdecode_bytes(cache, H), graphed=False, error="")
             fn = lambda kw=kw: bitdecode_tm_attention(q, cache, **kw)  # noqa: E731
             try:
                 assert_close(fn()[checked].float(), ref, rtol=0, atol=1e-2 * float(ref.abs().max()), name=f"tm {row['config']}")
-                row["ms"] = time_ms(fn, device=device)
+                row["ms"], row["graphed"] = time_graph_ms(fn, device=device)
                 row["gbps"] = gbps(row["bytes"], row["ms"])
             except AssertionError as err:
                 row["error"] = f"WRONG: {str(err)[:200]}"
@@ -117,6 +117,24 @@ def tm_rows(B=1, H=32, Hkv=32, T=131072 + 100, D=128, device="cuda", settings=TM
             log(f"  {row['backend']} {row['config']}: {row['ms']:.4f} ms {row['error'][:150]}")
         del cache
     return rows
+
+
+def host_overhead_probe():
+    """The same low-bit call timed eagerly (time_ms: host overhead beyond the L2 flush leaks in) and
+    as a graph replay (GPU time only), at a short and at the claim's length: the difference is the
+    host's share that the eager timings of the committed results (before graph timing) carried."""
+    for T in (1024 + 100, 131072 + 100):
+        g = torch.Generator(device="cuda").manual_seed(1)
+        q = torch.randn(1, 32, 128, generator=g, device="cuda").half()
+        k, v = (torch.randn(1, 32, T, 128, generator=g, device="cuda").half() for _ in range(2))
+        for bits in (4, 2):
+            cache = QuantKVCache(QuantConfig(bits=bits, k_mode="KC"), 1, 32, 128, device="cuda", max_tokens=T)
+            cache.append(k, v)
+            fn = lambda: bitdecode_attention(q, cache)  # noqa: E731
+            eager = time_ms(fn, device="cuda")
+            graphed, ok = time_graph_ms(fn, device="cuda")
+            log(f"host probe int{bits} T={T}: eager {eager:.4f} ms, graph replay {graphed:.4f} ms (captured: {ok})")
+            del cache
 
 
 def check_quantize_pack():
@@ -150,8 +168,9 @@ def main():
         from msrbook.bench import sdpa_decode
         q = torch.randn(1, 32, 128, device="cuda").half()
         k, v = (torch.randn(1, 32, 131172, 128, device="cuda").half() for _ in range(2))
-        log(f"sdpa cudnn {time_ms(lambda: sdpa_decode(q, k, v, 'cudnn'), device='cuda'):.4f} ms")
+        log(f"sdpa cudnn {time_graph_ms(lambda: sdpa_decode(q, k, v, 'cudnn'), device='cuda')} (ms, graphed)")
         del q, k, v
+        host_overhead_probe()
         tm_rows(settings=((32, 1, 3, "asm"), (16, 1, 3, "asm"), (64, 2, 2, "asm")))  # logs each row
         return
     props = torch.cuda.get_device_properties(0)
@@ -172,6 +191,7 @@ def main():
     rows = bench_shape(1, 32, 32, 131072 + 100, impls=("triton", "cuda_core", "naive") if args.full else ("triton", "cuda_core"),
                        configs=configs, strict=False)
     log("timed B=1 32/32 128K")
+    host_overhead_probe()
     rows += tm_rows()
     log("timed the tokens-in-M kernel at B=1 32/32 128K")
     if os.environ.get("BATCH64"):  # the shape an H200 chapter run failed at (num_splits=1 by default there)
