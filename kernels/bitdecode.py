@@ -113,10 +113,9 @@ ASM_SLOT_PAIR = {
 } | {(2, k): _ASM2.format(shift=4 * k, scale="0x34003400", bias="0xDC00DC00") for k in range(4)}
 
 
-_A4 = [tl.constexpr(ASM_SLOT_PAIR[(4, k)]) for k in range(4)]
-_A2 = [tl.constexpr(ASM_SLOT_PAIR[(2, k)]) for k in range(4)]
-_A4_0, _A4_1, _A4_2, _A4_3 = _A4
-_A2_0, _A2_1, _A2_2, _A2_3 = _A2
+# one constexpr global per program: a jit function cannot index a Python dict
+_A4_0, _A4_1, _A4_2, _A4_3 = (tl.constexpr(ASM_SLOT_PAIR[(4, k)]) for k in range(4))
+_A2_0, _A2_1, _A2_2, _A2_3 = (tl.constexpr(ASM_SLOT_PAIR[(2, k)]) for k in range(4))
 
 
 @triton.jit
@@ -230,6 +229,28 @@ def _residual_part(q, KR, VR, r_base, stride_rs, res_len, qk_scale, BLOCK_G: tl.
 
 
 @triton.jit
+def _split_setup(Q, KM, VM, stride_qb, stride_qh, stride_cb, stride_ch, stride_kmb, stride_kmh, stride_vmb, stride_vmh,
+                 Hkv, G: tl.constexpr, BLOCK_G: tl.constexpr, D: tl.constexpr):
+    """What every split program starts from: its batch element b, split, the query heads of its KV
+    head (and which are real), their queries q [BLOCK_G, D] in fp32, int64 b and KV head (a long
+    cache has > 2^31 words), and the bases of its packed words and metadata."""
+    pid_bk = tl.program_id(0)  # b * Hkv + kv head
+    split = tl.program_id(1)  # 0 .. num_splits-1: packed part; num_splits: the residual
+    b = pid_bk // Hkv
+    kvh = pid_bk % Hkv
+    offs_g = tl.arange(0, BLOCK_G)  # [BLOCK_G] query heads of this KV head (padded)
+    heads = kvh * G + offs_g
+    g_mask = offs_g < G
+    q = tl.load(Q + b * stride_qb + heads[:, None] * stride_qh + tl.arange(0, D)[None, :],
+                mask=g_mask[:, None], other=0.0).to(tl.float32)  # [BLOCK_G, D]
+    b64, kvh64 = b.to(tl.int64), kvh.to(tl.int64)
+    c_base = b64 * stride_cb + kvh64 * stride_ch
+    km_base = KM + b64 * stride_kmb + kvh64 * stride_kmh
+    vm_base = VM + b64 * stride_vmb + kvh64 * stride_vmh
+    return b, split, heads, g_mask, q, b64, kvh64, c_base, km_base, vm_base
+
+
+@triton.jit
 def _bitdecode_split_kernel(
     Q, KC, KM, VC, VM, KR, VR, PartialOut, Lse,
     # q [B, H, D]; KC, VC [B, Hkv, P/8, D] int32 (4-bit) / int16 (2-bit) words;
@@ -244,22 +265,11 @@ def _bitdecode_split_kernel(
 ):
     PER: tl.constexpr = 8  # codes per word (int32 at 4 bits, int16 at 2 bits)
     ROWS: tl.constexpr = TILE // PER  # word rows per tile = tokens per slab
-    pid_bk = tl.program_id(0)  # b * Hkv + kv head
-    split = tl.program_id(1)  # 0 .. num_splits-1: packed part; num_splits: the residual
-    b = pid_bk // Hkv
-    kvh = pid_bk % Hkv
-    offs_g = tl.arange(0, BLOCK_G)  # [BLOCK_G] query heads of this KV head (padded)
+    b, split, heads, g_mask, q, b64, kvh64, c_base, km_base, vm_base = _split_setup(
+        Q, KM, VM, stride_qb, stride_qh, stride_cb, stride_ch, stride_kmb, stride_kmh, stride_vmb, stride_vmh, Hkv, G, BLOCK_G, D)
     offs_d = tl.arange(0, D)
     offs_w = tl.arange(0, ROWS)  # [ROWS] word rows of a tile
-    heads = kvh * G + offs_g
-    g_mask = offs_g < G
-    q = tl.load(Q + b * stride_qb + heads[:, None] * stride_qh + offs_d[None, :],
-                mask=g_mask[:, None], other=0.0).to(tl.float32)  # [BLOCK_G, D]
-    b64, kvh64 = b.to(tl.int64), kvh.to(tl.int64)  # a long cache has > 2^31 words: int64 offsets
     if split < num_splits:
-        c_base = b64 * stride_cb + kvh64 * stride_ch
-        km_base = KM + b64 * stride_kmb + kvh64 * stride_kmh
-        vm_base = VM + b64 * stride_vmb + kvh64 * stride_vmh
         q16 = q.to(tl.float16)
         q_sum = tl.sum(q, 1)  # [BLOCK_G], for KT's zero term
         m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
@@ -350,22 +360,11 @@ def _bitdecode_split_cuda_core_kernel(
     PER: tl.constexpr = 8
     ROWS: tl.constexpr = TILE // PER
     MASK: tl.constexpr = (1 << BITS) - 1
-    pid_bk = tl.program_id(0)
-    split = tl.program_id(1)
-    b = pid_bk // Hkv
-    kvh = pid_bk % Hkv
-    offs_g = tl.arange(0, BLOCK_G)
+    b, split, heads, g_mask, q, b64, kvh64, c_base, km_base, vm_base = _split_setup(
+        Q, KM, VM, stride_qb, stride_qh, stride_cb, stride_ch, stride_kmb, stride_kmh, stride_vmb, stride_vmh, Hkv, G, BLOCK_G, D)
     offs_d = tl.arange(0, D)
-    offs_w = tl.arange(0, ROWS)
-    heads = kvh * G + offs_g
-    g_mask = offs_g < G
-    q = tl.load(Q + b * stride_qb + heads[:, None] * stride_qh + offs_d[None, :],
-                mask=g_mask[:, None], other=0.0).to(tl.float32)  # [BLOCK_G, D]
-    b64, kvh64 = b.to(tl.int64), kvh.to(tl.int64)
+    offs_w = tl.arange(0, ROWS)  # [ROWS] word rows of a tile
     if split < num_splits:
-        c_base = b64 * stride_cb + kvh64 * stride_ch
-        km_base = KM + b64 * stride_kmb + kvh64 * stride_kmh
-        vm_base = VM + b64 * stride_vmb + kvh64 * stride_vmh
         m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
         l_vec = tl.zeros([BLOCK_G, ROWS], tl.float32)
         acc = tl.zeros([BLOCK_G, D], tl.float32)
@@ -495,13 +494,23 @@ def quantize_pack_kv(k, v, k_codes, k_meta, v_codes, v_meta, *, bits: int, tile:
     )
 
 
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def default_cvt():
+    """magic_cvt when none is given: inline PTX on an NVIDIA GPU; the plain convert under the Triton
+    interpreter (which cannot run PTX) and on ROCm."""
+    return False if _interpreting() or torch.version.hip else "asm"
+
+
 def _cvt_mode(magic_cvt, interpreter_ok=False) -> int:
     """The MAGIC constexpr: False -> 0 (plain convert), True -> 1 (magic number, one code at a
     time), "asm" -> 2 (inline PTX, two codes of two words per instruction; GPU only)."""
     modes = {False: 0, True: 1, "asm": 2, 2: 2}  # 2: "asm" as the notebooks' profiles write it
     if magic_cvt not in modes:
         raise ValueError(f"magic_cvt must be False, True or 'asm', not {magic_cvt!r}")
-    if modes[magic_cvt] == 2 and not interpreter_ok and os.environ.get("TRITON_INTERPRET") == "1":
+    if modes[magic_cvt] == 2 and not interpreter_ok and _interpreting():
         raise ValueError("magic_cvt='asm' is inline PTX, which the Triton interpreter cannot run")
     return modes[magic_cvt]
 
@@ -519,9 +528,10 @@ def plan(q, cache, num_splits=None):
 def bitdecode_attention(q, cache, *, sm_scale=None, impl="triton", num_splits=None, num_warps=None, num_stages=None,
                         tile_softmax=None, magic_cvt=None):
     """Decode attention of q [B, H, D] over a QuantKVCache -> [B, H, D] in q's dtype.
-    impl: "triton" (tensor cores), "cuda_core" (broadcast products), "naive" (dequantize to a full
-    fp16 K/V with torch ops, then our dense Triton decode), "ref" (fp32 reference on the dequantized
-    cache). Knobs left as None come from `default_config`. tile_softmax (Triton impl): one softmax
+    impl: "triton" (tensor cores), "triton_tm" (tensor cores with the tokens in the rows of the
+    products, kernels/bitdecode_tm.py, experimental; 1 warp by default), "cuda_core" (broadcast
+    products), "naive" (dequantize to a full fp16 K/V with torch ops, then our dense Triton decode),
+    "ref" (fp32 reference on the dequantized cache). Knobs left as None come from `default_config`. tile_softmax (Triton impl): one softmax
     max and rescale per 128-token tile (all 8 slabs' scores kept, joined in registers) instead of
     one per 16-token slab. magic_cvt (Triton impl): False for the plain int->fp16 convert, True for
     the 0x6400 magic number one code at a time, "asm" for inline PTX (two codes of two words per
@@ -536,7 +546,7 @@ def bitdecode_attention(q, cache, *, sm_scale=None, impl="triton", num_splits=No
         return decode_attention_ref(q, k, v, sm_scale=sm_scale).to(q.dtype)
     if impl == "naive":
         return _naive(q, cache, sm_scale)
-    assert impl in ("triton", "cuda_core"), impl
+    assert impl in ("triton", "triton_tm", "cuda_core"), impl
     cfg, Hkv, G = cache.cfg, cache.Hkv, H // cache.Hkv
     n_tiles, splits, tiles_per_split = plan(q, cache, num_splits)
     dflt = default_config(B, Hkv, n_tiles, device_limits(q.device)["sm_count"])
@@ -546,20 +556,25 @@ def bitdecode_attention(q, cache, *, sm_scale=None, impl="triton", num_splits=No
     out = torch.empty(B, H, D, device=q.device, dtype=q.dtype)
     kc, vc, kr, vr = cache.k_codes, cache.v_codes, cache._res_k, cache._res_v
     km, vm = cache.k_meta.view(torch.int32)[..., 0], cache.v_meta.view(torch.int32)[..., 0]  # (scale, zero) pairs as words
-    use_dot = impl == "triton"
-    interp = os.environ.get("TRITON_INTERPRET") == "1"
-    tile_softmax = (not interp) if tile_softmax is None else tile_softmax
-    magic_cvt = (False if interp or torch.version.hip else "asm") if magic_cvt is None else magic_cvt  # PTX: NVIDIA only
-    kernel = _bitdecode_split_kernel if use_dot else _bitdecode_split_cuda_core_kernel
-    block_g = max(16, triton.next_power_of_2(G)) if use_dot else triton.next_power_of_2(G)
-    extra = dict(TILE_SOFTMAX=bool(tile_softmax), MAGIC=_cvt_mode(magic_cvt)) if use_dot else {}
+    magic = _cvt_mode(default_cvt() if magic_cvt is None else magic_cvt)
+    block_g = triton.next_power_of_2(G)
+    if impl == "triton":
+        kernel, block_g = _bitdecode_split_kernel, max(16, block_g)  # tl.dot rows: at least 16
+        tile_softmax = not _interpreting() if tile_softmax is None else tile_softmax
+        extra = dict(USE_DOT=True, TILE_SOFTMAX=bool(tile_softmax), MAGIC=magic)
+    elif impl == "triton_tm":
+        from msrbook.kernels.bitdecode_tm import _tm_split_kernel as kernel  # it imports this module
+
+        extra, num_warps = dict(MAGIC=magic, LAZY=8.0), num_warps or 1
+    else:
+        kernel, extra = _bitdecode_split_cuda_core_kernel, dict(USE_DOT=False)
     kernel[(B * Hkv, splits + 1)](
         q, kc, km, vc, vm, kr, vr, partial, lse, sm_scale * 1.4426950408889634,
         q.stride(0), q.stride(1), cache._k_codes.stride(0), cache._k_codes.stride(1),
         km.stride(0), km.stride(1), vm.stride(0), vm.stride(1), kr.stride(0), kr.stride(1), kr.stride(2),
         Hkv, n_tiles, tiles_per_split, splits, cache.res_len,
         G=G, BLOCK_G=block_g, D=D, BITS=cfg.bits, TILE=cfg.tile, K_PER_CHANNEL=cfg.k_mode == "KC",
-        BLOCK_R=16, USE_DOT=use_dot,  # small residual tiles keep shared memory (and so occupancy) for the packed loop
+        BLOCK_R=16,  # small residual tiles keep shared memory (and so occupancy) for the packed loop
         **extra,
         num_warps=num_warps or dflt.num_warps, num_stages=num_stages or dflt.num_stages,
     )
@@ -607,9 +622,10 @@ def compile_for_target(kernel: str, *, bits: int, k_mode: str = "KC", G: int = 4
                        arch: int = 90, tile_softmax: bool = True, magic_cvt: bool = True, num_warps: int = 4,
                        num_stages: int = 3):
     """Compile one kernel for GPUTarget("cuda", arch, 32) with no GPU present (the interpreter lets
-    some errors through). kernel: "triton", "cuda_core" or "quantize_pack". Pointer and stride
-    arguments are marked 16-divisible as the JIT marks them at run time. Returns the compiled
-    kernel (its .asm holds ttgir and ptx). Must run in a process where TRITON_INTERPRET is unset."""
+    some errors through). kernel: "triton", "triton_tm", "cuda_core" or "quantize_pack". Pointer
+    and stride arguments are marked 16-divisible as the JIT marks them at run time. Returns the
+    compiled kernel (its .asm holds ttgir and ptx). Must run in a process where TRITON_INTERPRET is
+    unset."""
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
@@ -619,14 +635,20 @@ def compile_for_target(kernel: str, *, bits: int, k_mode: str = "KC", G: int = 4
         types = dict(K="*fp16", V="*fp16", KCo=word, KMo="*fp16", VCo=word, VMo="*fp16")
         const = dict(K_PER_CHANNEL=k_mode == "KC", BITS=bits, TILE=tile, D=D)
     else:
-        fn = _bitdecode_split_kernel if kernel == "triton" else _bitdecode_split_cuda_core_kernel
         types = dict(Q="*fp16", KC=word, KM="*i32", VC=word, VM="*i32", KR="*fp16", VR="*fp16",
                      PartialOut="*fp32", Lse="*fp32", qk_scale="fp32")
-        use_dot = kernel == "triton"
-        const = dict(G=G, BLOCK_G=max(16, triton.next_power_of_2(G)) if use_dot else triton.next_power_of_2(G),
-                     D=D, BITS=bits, TILE=tile, K_PER_CHANNEL=k_mode == "KC", BLOCK_R=16, USE_DOT=use_dot)
-        if use_dot:
-            const.update(TILE_SOFTMAX=tile_softmax, MAGIC=_cvt_mode(magic_cvt, interpreter_ok=True))
+        const = dict(G=G, BLOCK_G=triton.next_power_of_2(G), D=D, BITS=bits, TILE=tile, K_PER_CHANNEL=k_mode == "KC",
+                     BLOCK_R=16)
+        if kernel == "triton":
+            fn = _bitdecode_split_kernel
+            const.update(BLOCK_G=max(16, const["BLOCK_G"]), USE_DOT=True, TILE_SOFTMAX=tile_softmax,
+                         MAGIC=_cvt_mode(magic_cvt, interpreter_ok=True))
+        elif kernel == "triton_tm":
+            from msrbook.kernels.bitdecode_tm import _tm_split_kernel as fn
+
+            const.update(MAGIC=_cvt_mode(magic_cvt, interpreter_ok=True), LAZY=8.0)
+        else:
+            fn, const["USE_DOT"] = _bitdecode_split_cuda_core_kernel, False
     sig = {name: types.get(name, "constexpr" if name in const else "i32") for name in fn.arg_names}
     div16 = [i for i, name in enumerate(fn.arg_names) if types.get(name, "").startswith("*") or name.startswith("stride_")]
     attrs = {(i,): [["tt.divisibility", 16]] for i in div16}
@@ -680,8 +702,8 @@ def bench_shape(B, H, Hkv, T, D=128, *, bits=(4, 2), impls=LOWBIT_IMPLS, fp16=FP
     on the GPU. Each output is first checked on its first and last batch elements (an offset that
     overflows or a program that reads another sequence shows up only past the first): fp16 backends
     against the fp32 reference on K/V, low-bit impls against it on the dequantized cache; a
-    mismatch raises. `configs`: extra knob dicts (num_splits, num_warps, num_stages) timed for the
-    Triton impl, each its own row. graph: time every backend, fp16 ones included, as a CUDA-graph
+    mismatch raises. `configs`: extra knob dicts (num_splits, num_warps, num_stages, ...) timed for
+    the Triton impl, or for the impl a dict names ("impl": "triton_tm"), each its own row. graph: time every backend, fp16 ones included, as a CUDA-graph
     replay (`bench.time_graph_ms`: GPU time, no host overhead; `graphed` says where capture
     worked). Rows: {batch, seq_len, n_q, n_kv, head_dim, bits, backend, config, ms, gbps, bytes,
     graphed, error}. A backend that cannot run (no kernel, out of memory) gets an
@@ -740,9 +762,10 @@ def bench_shape(B, H, Hkv, T, D=128, *, bits=(4, 2), impls=LOWBIT_IMPLS, fp16=FP
         for impl in impls:
             record(f"int{nbits}_{impl}", nbits, lambda impl=impl: bitdecode_attention(q, cache, impl=impl), nbytes, ref,
                    config="default" if impl != "naive" else "")
-        for cfg in configs:
-            record(f"int{nbits}_triton", nbits, lambda cfg=cfg: bitdecode_attention(q, cache, impl="triton", **cfg),
-                   nbytes, ref, config=",".join(f"{k_}={v_}" for k_, v_ in cfg.items()))
+        for cfg in configs:  # knob dicts for the Triton impl, or for the one a dict names as "impl"
+            cfg = {"impl": "triton", **cfg}
+            record(f"int{nbits}_{cfg['impl']}", nbits, lambda cfg=cfg: bitdecode_attention(q, cache, **cfg),
+                   nbytes, ref, config=",".join(f"{k_}={v_}" for k_, v_ in cfg.items() if k_ != "impl"))
         del cache, ref
         if dev.type == "cuda":
             torch.cuda.empty_cache()

@@ -1,6 +1,7 @@
 """Experimental: the low-bit decode with the tokens, not the query heads, in the rows of the tensor-core
-products ("tokens in M"). Not yet timed on a GPU and not used by the notebooks; see
-kernels/NOTES-bitdecode.md for why it exists and what the next GPU run should compare.
+products ("tokens in M"), run as `bitdecode_attention(..., impl="triton_tm")` (kernels/bitdecode.py,
+which launches it with the same cache, splits and combine). Not yet timed on a GPU and not used by
+the notebooks; see kernels/NOTES-bitdecode.md for why it exists and what the next GPU run compares.
 
 The kernel of kernels/bitdecode.py puts the G query heads of a KV head in the rows (M) of its
 products, padded to 16. At G = 1 (32/32 heads) 15 of the 16 rows are padding, and every softmax
@@ -17,16 +18,10 @@ FlashAttention-3), and the instructions per code are mostly the conversion itsel
 conversions (plain / magic / inline PTX) and combine as kernels/bitdecode.py.
 """
 
-import math
-import os
-
-import torch
 import triton
 import triton.language as tl
 
-from msrbook.kernels.bitdecode import (_codes_fp16, _cvt_mode, _half2, _residual_part, _store_split, default_config,
-                                       plan)
-from msrbook.kernels.decode_attention import _decode_combine_kernel, device_limits
+from msrbook.kernels.bitdecode import _codes_fp16, _half2, _residual_part, _split_setup, _store_split
 
 
 @triton.jit
@@ -44,22 +39,11 @@ def _tm_split_kernel(
     The accumulator rescale ([D, 8] padded per slab) was a fifth of the loop's instructions."""
     PER: tl.constexpr = 8
     ROWS: tl.constexpr = TILE // PER
-    pid_bk = tl.program_id(0)
-    split = tl.program_id(1)
-    b = pid_bk // Hkv
-    kvh = pid_bk % Hkv
-    offs_g = tl.arange(0, BLOCK_G)
+    b, split, heads, g_mask, q, b64, kvh64, c_base, km_base, vm_base = _split_setup(
+        Q, KM, VM, stride_qb, stride_qh, stride_cb, stride_ch, stride_kmb, stride_kmh, stride_vmb, stride_vmh, Hkv, G, BLOCK_G, D)
     offs_d = tl.arange(0, D)
-    offs_w = tl.arange(0, ROWS)
-    heads = kvh * G + offs_g
-    g_mask = offs_g < G
-    q = tl.load(Q + b * stride_qb + heads[:, None] * stride_qh + offs_d[None, :],
-                mask=g_mask[:, None], other=0.0).to(tl.float32)  # [BLOCK_G, D]
-    b64, kvh64 = b.to(tl.int64), kvh.to(tl.int64)
+    offs_w = tl.arange(0, ROWS)  # [ROWS] word rows of a tile
     if split < num_splits:
-        c_base = b64 * stride_cb + kvh64 * stride_ch
-        km_base = KM + b64 * stride_kmb + kvh64 * stride_kmh
-        vm_base = VM + b64 * stride_vmb + kvh64 * stride_vmh
         q16t = tl.trans(q.to(tl.float16))  # [D, BLOCK_G]
         q_sum = tl.sum(q, 1)  # [BLOCK_G]
         m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
@@ -104,39 +88,3 @@ def _tm_split_kernel(
         m_i, l_i, out = _residual_part(q, KR, VR, b64 * stride_rb + kvh64 * stride_rh, stride_rs, res_len, qk_scale,
                                        BLOCK_G, D, BLOCK_R, False)
     _store_split(PartialOut, Lse, out, m_i, l_i, b, Hkv, G, heads, g_mask, split, num_splits + 1, D)
-
-
-def bitdecode_tm_attention(q, cache, *, sm_scale=None, num_splits=None, num_warps=1, num_stages=None, magic_cvt=None):
-    """Decode attention of q [B, H, D] over a QuantKVCache with the tokens-in-M kernel -> [B, H, D].
-    num_warps defaults to 1 (the 16-token score product has one m16 row tile; a second warp would
-    repeat it). magic_cvt as in kernels/bitdecode.py (default "asm" on a GPU, plain under the
-    Triton interpreter)."""
-    B, H, D = q.shape
-    assert (cache.B, cache.D) == (B, D) and H % cache.Hkv == 0, (q.shape, cache.B, cache.Hkv, cache.D)
-    sm_scale = 1.0 / math.sqrt(D) if sm_scale is None else sm_scale
-    cfg, Hkv, G = cache.cfg, cache.Hkv, H // cache.Hkv
-    n_tiles, splits, tiles_per_split = plan(q, cache, num_splits)
-    dflt = default_config(B, Hkv, n_tiles, device_limits(q.device)["sm_count"])
-    if magic_cvt is None:
-        magic_cvt = False if os.environ.get("TRITON_INTERPRET") == "1" or torch.version.hip else "asm"
-    q = q if q.stride(-1) == 1 else q.contiguous()
-    partial = torch.empty(B * H, splits + 1, D, device=q.device, dtype=torch.float32)
-    lse = torch.empty(B * H, splits + 1, device=q.device, dtype=torch.float32)
-    out = torch.empty(B, H, D, device=q.device, dtype=q.dtype)
-    km, vm = cache.k_meta.view(torch.int32)[..., 0], cache.v_meta.view(torch.int32)[..., 0]
-    kr = cache._res_k
-    _tm_split_kernel[(B * Hkv, splits + 1)](
-        q, cache.k_codes, km, cache.v_codes, vm, kr, cache._res_v, partial, lse, sm_scale * 1.4426950408889634,
-        q.stride(0), q.stride(1), cache._k_codes.stride(0), cache._k_codes.stride(1),
-        km.stride(0), km.stride(1), vm.stride(0), vm.stride(1), kr.stride(0), kr.stride(1), kr.stride(2),
-        Hkv, n_tiles, tiles_per_split, splits, cache.res_len,
-        G=G, BLOCK_G=triton.next_power_of_2(G), D=D, BITS=cfg.bits, TILE=cfg.tile, K_PER_CHANNEL=cfg.k_mode == "KC",
-        BLOCK_R=16, MAGIC=_cvt_mode(magic_cvt), LAZY=8.0,
-        num_warps=num_warps, num_stages=num_stages or dflt.num_stages,
-    )
-    total = splits + 1
-    _decode_combine_kernel[(B * H,)](
-        partial, lse, out, total,
-        D=D, BLOCK_SPLITS=triton.next_power_of_2(total), CHUNK=min(16, triton.next_power_of_2(total)), num_warps=4,
-    )
-    return out

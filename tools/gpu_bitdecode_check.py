@@ -27,9 +27,8 @@ import time
 import torch
 
 from msrbook.bench import measure_bandwidth, roofline_gbps
-from msrbook.bench import gbps, time_graph_ms, time_ms
-from msrbook.kernels.bitdecode import bench_shape, bitdecode_attention, bitdecode_bytes, quantize_pack_ms
-from msrbook.kernels.bitdecode_tm import bitdecode_tm_attention
+from msrbook.bench import time_graph_ms, time_ms
+from msrbook.kernels.bitdecode import bench_shape, bitdecode_attention, quantize_pack_ms
 from msrbook.kernels.decode_attention import decode_attention_ref
 from msrbook.kvquant import QuantConfig, QuantKVCache, pack, quantize
 from msrbook.testing import assert_close
@@ -75,7 +74,7 @@ def check_decode(full=False):
                 assert_close(out.float(), ref, rtol=0, atol=1e-2 * float(ref.abs().max()), name=f"{impl} {label}")
             if not kw:  # the experimental tokens-in-M kernel, 1 and 2 warps
                 for warps in (1, 2):
-                    out = bitdecode_tm_attention(q, cache, num_warps=warps)
+                    out = bitdecode_attention(q, cache, impl="triton_tm", num_warps=warps)
                     assert_close(out.float(), ref, rtol=0, atol=1e-2 * float(ref.abs().max()), name=f"tm w{warps} {label}")
             log(f"ok   {label}")
         except Exception as err:  # noqa: BLE001 -- collected, printed, and raised at the end
@@ -87,35 +86,17 @@ TM_SETTINGS = ((16, 1, 3, "asm"), (32, 1, 3, "asm"), (64, 1, 3, "asm"), (32, 1, 
                (32, 2, 3, "asm"), (64, 2, 2, "asm"), (32, 1, 3, True))  # (splits, warps, stages, convert)
 
 
-def tm_rows(B=1, H=32, Hkv=32, T=131072 + 100, D=128, device="cuda", settings=TM_SETTINGS):
-    """The experimental tokens-in-M kernel (kernels/bitdecode_tm.py): checked against the reference on
-    the dequantized cache (first and last batch element), then timed, for a few knob settings; rows
-    in bench_shape's format (a wrong result is a WRONG row, not timed)."""
-    g = torch.Generator(device=device).manual_seed(0)
-    q = torch.randn(B, H, D, generator=g, device=device).half()
-    k, v = (torch.randn(B, Hkv, T, D, generator=g, device=device).half() for _ in range(2))
-    rows, checked = [], sorted({0, B - 1})
-    for bits in (4, 2):
-        cache = QuantKVCache(QuantConfig(bits=bits, k_mode="KC"), B, Hkv, D, device=device, max_tokens=T)
-        cache.append(k, v)
-        ref = decode_attention_ref(q[checked], *cache.dequantized(checked))
-        for splits, warps, stages, cvt in settings:
-            kw = dict(num_splits=splits, num_warps=warps, num_stages=stages, magic_cvt=cvt)
-            row = dict(batch=B, seq_len=T, n_q=H, n_kv=Hkv, head_dim=D, bits=bits, backend=f"int{bits}_triton_tm",
-                       config=",".join(f"{a}={b}" for a, b in kw.items()), ms=math.nan, gbps=math.nan,
-                       bytes=bitdecode_bytes(cache, H), graphed=False, error="")
-            fn = lambda kw=kw: bitdecode_tm_attention(q, cache, **kw)  # noqa: E731
-            try:
-                assert_close(fn()[checked].float(), ref, rtol=0, atol=1e-2 * float(ref.abs().max()), name=f"tm {row['config']}")
-                row["ms"], row["graphed"] = time_graph_ms(fn, device=device)
-                row["gbps"] = gbps(row["bytes"], row["ms"])
-            except AssertionError as err:
-                row["error"] = f"WRONG: {str(err)[:200]}"
-            except Exception as err:  # noqa: BLE001 -- cannot run or compile here: say why, keep going
-                row["error"] = f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:160]}"
-            rows.append(row)
-            log(f"  {row['backend']} {row['config']}: {row['ms']:.4f} ms {row['error'][:150]}")
-        del cache
+def tm_configs(settings):
+    return [dict(impl="triton_tm", num_splits=s, num_warps=w, num_stages=st, magic_cvt=c) for s, w, st, c in settings]
+
+
+def tm_rows(B=1, H=32, Hkv=32, T=131072 + 100, D=128, settings=TM_SETTINGS, fp16=()):
+    """The experimental tokens-in-M kernel (impl "triton_tm", kernels/bitdecode_tm.py) through
+    bench_shape: checked on the first and last batch element, then timed, per knob setting (a
+    wrong result is a WRONG row, not timed)."""
+    rows = bench_shape(B, H, Hkv, T, D, impls=(), fp16=fp16, configs=tm_configs(settings), strict=False)
+    for r in rows:
+        log(f"  {r['backend']} {r['config']}: {r['ms']:.4f} ms {r['error'][:150]}")
     return rows
 
 
@@ -165,13 +146,8 @@ def main():
                     help="only a first look at the tokens-in-M kernel at the claim shape (about a minute)")
     args = ap.parse_args()
     if args.tm_quick:
-        from msrbook.bench import sdpa_decode
-        q = torch.randn(1, 32, 128, device="cuda").half()
-        k, v = (torch.randn(1, 32, 131172, 128, device="cuda").half() for _ in range(2))
-        log(f"sdpa cudnn {time_graph_ms(lambda: sdpa_decode(q, k, v, 'cudnn'), device='cuda')} (ms, graphed)")
-        del q, k, v
         host_overhead_probe()
-        tm_rows(settings=((32, 1, 3, "asm"), (16, 1, 3, "asm"), (64, 2, 2, "asm")))  # logs each row
+        tm_rows(settings=((32, 1, 3, "asm"), (16, 1, 3, "asm"), (64, 2, 2, "asm")), fp16=("sdpa_cudnn",))  # logs each row
         return
     props = torch.cuda.get_device_properties(0)
     log(f"{props.name}, {props.multi_processor_count} SMs; torch {torch.__version__}, triton {__import__('triton').__version__}")
@@ -185,6 +161,7 @@ def main():
                 for s, w, st, ts in ((32, 2, 3, True), (32, 2, 3, False), (64, 2, 3, True), (32, 4, 3, True), (64, 4, 3, True),
                                      (32, 1, 3, True), (64, 1, 3, True), (128, 2, 3, True), (32, 2, 4, True), (32, 2, 2, True),
                                      (16, 2, 3, True), (128, 1, 3, True))]
+    configs += tm_configs(TM_SETTINGS)  # the experimental tokens-in-M kernel, same shape, same data
     if args.full:
         configs += [dict(num_splits=s, num_warps=w, num_stages=st) for s, w, st in
                     ((64, 2, 3), (128, 2, 3), (32, 4, 2), (128, 4, 3), (32, 8, 3), (32, 4, 4))]
@@ -192,8 +169,6 @@ def main():
                        configs=configs, strict=False)
     log("timed B=1 32/32 128K")
     host_overhead_probe()
-    rows += tm_rows()
-    log("timed the tokens-in-M kernel at B=1 32/32 128K")
     if os.environ.get("BATCH64"):  # the shape an H200 chapter run failed at (num_splits=1 by default there)
         rows += bench_shape(64, 32, 32, 32768 + 100, impls=("triton",), fp16=("sdpa_cudnn",), strict=False, warmup=3, rep=10,
                             configs=[dict(num_splits=1), dict(num_splits=4), dict(num_splits=1, num_stages=2),

@@ -1,4 +1,4 @@
-"""The experimental tokens-in-M low-bit decode (kernels/bitdecode_tm.py) equals the fp32 reference on
+"""The experimental tokens-in-M low-bit decode (kernels/bitdecode_tm.py, impl="triton_tm") equals the fp32 reference on
 the dequantized cache, under the Triton interpreter (plain convert; the inline-PTX convert it shares
 with kernels/bitdecode.py is tested in test_bitdecode_asm.py), and compiles for sm_90.
 
@@ -14,7 +14,7 @@ import sys
 import pytest
 import torch
 
-from msrbook.kernels.bitdecode_tm import bitdecode_tm_attention
+from msrbook.kernels.bitdecode import bitdecode_attention
 from msrbook.kernels.decode_attention import decode_attention_ref
 from msrbook.kvquant import QuantConfig, QuantKVCache
 from msrbook.testing import assert_close
@@ -41,7 +41,7 @@ def _case(bits, k_mode, B, H, Hkv, T, D, seed, ramp=0.0):
 def test_tm_equals_reference(bits, k_mode, B, H, Hkv, T, D, splits):
     q, cache = _case(bits, k_mode, B, H, Hkv, T, D, seed=T)
     ref = decode_attention_ref(q, *cache.dequantized())
-    out = bitdecode_tm_attention(q, cache, num_splits=splits).float()
+    out = bitdecode_attention(q, cache, impl="triton_tm", num_splits=splits).float()
     assert_close(out, ref, rtol=0, atol=1e-2 * float(ref.abs().max()), name=f"tm {bits}-bit {k_mode}")
 
 
@@ -50,23 +50,14 @@ def test_tm_lazy_rescale_with_a_rising_maximum(bits):
     """Scores that grow along the cache force many rescales (one split streams all tiles)."""
     q, cache = _case(bits, "KC", 1, 4, 2, 1024 + 37, 64, seed=bits, ramp=6.0)
     ref = decode_attention_ref(q, *cache.dequantized())
-    out = bitdecode_tm_attention(q, cache, num_splits=1).float()
+    out = bitdecode_attention(q, cache, impl="triton_tm", num_splits=1).float()
     assert_close(out, ref, rtol=0, atol=1e-2 * float(ref.abs().max()), name="tm lazy rescale")
 
 
 COMPILE_TM = """
-import triton
-from triton.backends.compiler import GPUTarget
-from triton.compiler import ASTSource
-from msrbook.kernels.bitdecode_tm import _tm_split_kernel as fn
+from msrbook.kernels.bitdecode import compile_for_target
 for bits, G, warps in ((4, 1, 1), (2, 4, 2)):
-    word = "*i32" if bits == 4 else "*i16"
-    types = dict(Q="*fp16", KC=word, KM="*i32", VC=word, VM="*i32", KR="*fp16", VR="*fp16", PartialOut="*fp32", Lse="*fp32", qk_scale="fp32")
-    const = dict(G=G, BLOCK_G=triton.next_power_of_2(G), D=128, BITS=bits, TILE=128, K_PER_CHANNEL=True, BLOCK_R=16, MAGIC=2, LAZY=8.0)
-    sig = {n: types.get(n, "constexpr" if n in const else "i32") for n in fn.arg_names}
-    attrs = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(fn.arg_names) if types.get(n, "").startswith("*") or n.startswith("stride_")}
-    k = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=const, attrs=attrs), target=GPUTarget("cuda", 90, 32), options=dict(num_warps=warps, num_stages=3))
-    ptx = k.asm["ptx"]
+    ptx = compile_for_target("triton_tm", bits=bits, G=G, D=128, magic_cvt="asm", num_warps=warps).asm["ptx"]
     print(bits, G, ptx.count("mma.sync.aligned.m16n8k16"), ptx.count("cvt.rn.f16.u32"), ptx.count("lop3.b32"))
 """
 
