@@ -529,7 +529,7 @@ def bitdecode_attention(q, cache, *, sm_scale=None, impl="triton", num_splits=No
                         tile_softmax=None, magic_cvt=None):
     """Decode attention of q [B, H, D] over a QuantKVCache -> [B, H, D] in q's dtype.
     impl: "triton" (tensor cores), "triton_tm" (tensor cores with the tokens in the rows of the
-    products, kernels/bitdecode_tm.py, experimental; 1 warp by default), "cuda_core" (broadcast
+    products, kernels/bitdecode_tm.py, experimental; 1 warp and 2 stages by default), "cuda_core" (broadcast
     products), "naive" (dequantize to a full fp16 K/V with torch ops, then our dense Triton decode),
     "ref" (fp32 reference on the dequantized cache). Knobs left as None come from `default_config`. tile_softmax (Triton impl): one softmax
     max and rescale per 128-token tile (all 8 slabs' scores kept, joined in registers) instead of
@@ -565,7 +565,8 @@ def bitdecode_attention(q, cache, *, sm_scale=None, impl="triton", num_splits=No
     elif impl == "triton_tm":
         from msrbook.kernels.bitdecode_tm import _tm_split_kernel as kernel  # it imports this module
 
-        extra, num_warps = dict(MAGIC=magic, LAZY=8.0), num_warps or 1
+        # 1 warp and 2 stages: the fastest of its settings in the H200 check (tools/gpu_bitdecode_check.py)
+        extra, num_warps, num_stages = dict(MAGIC=magic, LAZY=8.0), num_warps or 1, num_stages or 2
     else:
         kernel, extra = _bitdecode_split_cuda_core_kernel, dict(USE_DOT=False)
     kernel[(B * Hkv, splits + 1)](

@@ -1,7 +1,9 @@
 """Experimental: the low-bit decode with the tokens, not the query heads, in the rows of the tensor-core
 products ("tokens in M"), run as `bitdecode_attention(..., impl="triton_tm")` (kernels/bitdecode.py,
-which launches it with the same cache, splits and combine). Not yet timed on a GPU and not used by
-the notebooks; see kernels/NOTES-bitdecode.md for why it exists and what the next GPU run compares.
+which launches it with the same cache, splits and combine). Notebook 02 of the bitdecoding chapter
+times a few of its configurations at the claim's shape beside the default kernel; on an H200 (the
+first GPU check) it was the faster 2-bit decode (0.181 against 0.201 ms, 32 splits, 1 warp, 2
+stages) and the slower 4-bit one (0.269 against 0.235 ms). See kernels/NOTES-bitdecode.md.
 
 The kernel of kernels/bitdecode.py puts the G query heads of a KV head in the rows (M) of its
 products, padded to 16. At G = 1 (32/32 heads) 15 of the 16 rows are padding, and every softmax
