@@ -39,8 +39,8 @@ def _type_ok(default, value) -> bool:
         return isinstance(default, bool) and isinstance(value, bool)
     if isinstance(default, float):
         return isinstance(value, (int, float))
-    if isinstance(default, list):
-        return isinstance(value, list) and all(_type_ok(default[0], v) for v in value) if default else isinstance(value, list)
+    if isinstance(default, list):  # each element like one of the default's (a list may mix, e.g. lists and dicts)
+        return isinstance(value, list) and (not default or all(any(_type_ok(d, v) for d in default) for v in value))
     return type(value) is type(default)
 
 

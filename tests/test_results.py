@@ -112,3 +112,15 @@ def test_bad_mode_is_rejected(monkeypatch):
     monkeypatch.setenv("MSRBOOK_MODE", "replayy")
     with pytest.raises(BookError, match="valid modes: compute, replay"):
         results.mode()
+
+
+def test_list_parameters_may_mix_the_element_types_of_their_default():
+    from msrbook.params import check
+
+    defaults = {"configs": [[2, 4, 2], {"impl": "tm"}], "sizes": [1, 2]}
+    ok = check(defaults, {"configs": [[8, 2], {"impl": "x", "n": 3}, [1]]}, "nb")
+    assert ok["configs"][1] == {"impl": "x", "n": 3}
+    with pytest.raises(BookError, match="parameter 'configs' must be list"):
+        check(defaults, {"configs": [[8, 2], "tm"]}, "nb")  # a string is neither a list nor a dict
+    with pytest.raises(BookError, match="parameter 'sizes' must be list"):
+        check(defaults, {"sizes": [1, {"a": 1}]}, "nb")  # a dict where the default holds only ints
