@@ -9,8 +9,10 @@ pair of `tl.dot`s. Triton then loads the words from shared memory straight into 
 operand's register layout and shifts, masks and converts them there (checked in the compiled
 TTGIR: no fp16 copy of the tile goes through shared memory).
 
-Scale and zero are folded out of the inner loop, so the per-element work is a shift, a mask and an
-int->fp16 convert (small integers are exact in fp16); the tensor cores do the rest:
+Scale and zero are folded out of the inner loop, so the per-element work is only turning a code into
+fp16 (small integers are exact in fp16): a shift, a mask and a convert (magic_cvt=False), the
+0x6400 magic number (True), or on a GPU, by default, inline PTX that decodes four codes of two words
+in five instructions ("asm", `ASM_SLOT_PAIR`). The tensor cores do the rest:
   K per channel over the tile's tokens (KC):  q . (c o s + z) = (q o s) . c + q . z
       (q o s computed once per tile, q . z is one number per query head and tile)
   K per token (KT):                           q . (c s_n + z_n) = s_n (q . c) + z_n sum(q)

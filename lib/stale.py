@@ -4,10 +4,18 @@
 
 "unknown" when the commit is missing (None), not in this repository's history, or git is not
 available; the scoreboard shows it as such rather than guessing.
+
+What counts is the net change between the provenance commit and HEAD, and only a change that can
+alter what runs: a notebook whose code cells (sources, in order) are the same at both ends, or a
+Python file whose syntax tree is the same once docstrings are dropped (comments never reach it), is
+not a change. Editing prose cannot change a number, and should not flag results as out of date.
+Any other file that differs, a file added or removed, or one git cannot show or parse, counts.
 """
 
 from __future__ import annotations
 
+import ast
+import json
 import subprocess
 from pathlib import Path
 
@@ -24,7 +32,8 @@ def _git(repo: Path, *args: str) -> subprocess.CompletedProcess | None:
 
 
 def stale(commit: str | None, paths: tuple[str, ...] | list[str], repo: Path | None = None) -> str:
-    """Whether any commit in `commit..HEAD` touched one of `paths` (relative to the repository)."""
+    """Whether HEAD differs from `commit` in code under `paths` (relative to the repository); prose-only
+    differences do not count (module docstring)."""
     repo = repo or repo_root()
     if not commit:
         return "unknown"
@@ -32,10 +41,58 @@ def stale(commit: str | None, paths: tuple[str, ...] | list[str], repo: Path | N
     known = _git(repo, "merge-base", "--is-ancestor", commit, "HEAD")
     if known is None or known.returncode != 0:
         return "unknown"
-    log = _git(repo, "log", "--format=%H", f"{commit}..HEAD", "--", *paths)
-    if log is None or log.returncode != 0:
+    diff = _git(repo, "diff", "--name-only", "--no-renames", commit, "HEAD", "--", *paths)
+    if diff is None or diff.returncode != 0:
         return "unknown"
-    return "yes" if log.stdout.strip() else "no"
+    changed = [f for f in diff.stdout.splitlines() if f.strip()]
+    return "yes" if any(not _same_code(repo, commit, f) for f in changed) else "no"
+
+
+def _code_cells(repo: Path, rev: str, path: str) -> list[str] | None:
+    """Sources of the code cells of notebook `path` at `rev`, or None if it is absent or unreadable."""
+    text = _show(repo, rev, path)
+    if text is None:
+        return None
+    try:
+        cells = json.loads(text).get("cells", [])
+    except (ValueError, AttributeError):
+        return None
+    return ["".join(c.get("source", "")) if isinstance(c.get("source"), list) else c.get("source", "")
+            for c in cells if c.get("cell_type") == "code"]
+
+
+def _show(repo: Path, rev: str, path: str) -> str | None:
+    out = _git(repo, "show", f"{rev}:{path}")
+    return out.stdout if out is not None and out.returncode == 0 else None
+
+
+def _python_tree(text: str | None) -> str | None:
+    """ast.dump of a module with every docstring removed, or None if it does not parse."""
+    if text is None:
+        return None
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return None
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree)
+
+
+def _same_code(repo: Path, commit: str, path: str) -> bool:
+    """True when `path` differs between `commit` and HEAD only in prose: a notebook's markdown cells,
+    a Python file's docstrings and comments."""
+    if path.endswith(".ipynb"):
+        before, after = _code_cells(repo, commit, path), _code_cells(repo, "HEAD", path)
+    elif path.endswith(".py"):
+        before, after = (_python_tree(_show(repo, rev, path)) for rev in (commit, "HEAD"))
+    else:
+        return False
+    return before is not None and after is not None and before == after
 
 
 def combine(states: list[str]) -> str:

@@ -25,7 +25,9 @@ import time
 import torch
 
 from msrbook.bench import measure_bandwidth, roofline_gbps
-from msrbook.kernels.bitdecode import bench_shape, bitdecode_attention, quantize_pack_ms
+from msrbook.bench import gbps, time_ms
+from msrbook.kernels.bitdecode import bench_shape, bitdecode_attention, bitdecode_bytes, quantize_pack_ms
+from msrbook.kernels.bitdecode_tm import bitdecode_tm_attention
 from msrbook.kernels.decode_attention import decode_attention_ref
 from msrbook.kvquant import QuantConfig, QuantKVCache, pack, quantize
 from msrbook.testing import assert_close
@@ -69,10 +71,49 @@ def check_decode(full=False):
             for impl in ("triton", "cuda_core", "naive") if not kw else ("triton",):
                 out = bitdecode_attention(q, cache, impl=impl, **kw)
                 assert_close(out.float(), ref, rtol=0, atol=1e-2 * float(ref.abs().max()), name=f"{impl} {label}")
+            if not kw:  # the experimental tokens-in-M kernel, 1 and 2 warps
+                for warps in (1, 2):
+                    out = bitdecode_tm_attention(q, cache, num_warps=warps)
+                    assert_close(out.float(), ref, rtol=0, atol=1e-2 * float(ref.abs().max()), name=f"tm w{warps} {label}")
             log(f"ok   {label}")
         except Exception as err:  # noqa: BLE001 -- collected, printed, and raised at the end
             FAILURES.append(f"{label}: {type(err).__name__}: {str(err)[:300]}")
             log(f"FAIL {FAILURES[-1]}")
+
+
+TM_SETTINGS = ((16, 1, 3, "asm"), (32, 1, 3, "asm"), (64, 1, 3, "asm"), (32, 1, 2, "asm"), (128, 1, 2, "asm"),
+               (32, 2, 3, "asm"), (64, 2, 2, "asm"), (32, 1, 3, True))  # (splits, warps, stages, convert)
+
+
+def tm_rows(B=1, H=32, Hkv=32, T=131072 + 100, D=128, device="cuda", settings=TM_SETTINGS):
+    """The experimental tokens-in-M kernel (kernels/bitdecode_tm.py): checked against the reference on
+    the dequantized cache (first and last batch element), then timed, for a few knob settings; rows
+    in bench_shape's format (a wrong result is a WRONG row, not timed)."""
+    g = torch.Generator(device=device).manual_seed(0)
+    q = torch.randn(B, H, D, generator=g, device=device).half()
+    k, v = (torch.randn(B, Hkv, T, D, generator=g, device=device).half() for _ in range(2))
+    rows, checked = [], sorted({0, B - 1})
+    for bits in (4, 2):
+        cache = QuantKVCache(QuantConfig(bits=bits, k_mode="KC"), B, Hkv, D, device=device, max_tokens=T)
+        cache.append(k, v)
+        ref = decode_attention_ref(q[checked], *cache.dequantized(checked))
+        for splits, warps, stages, cvt in settings:
+            kw = dict(num_splits=splits, num_warps=warps, num_stages=stages, magic_cvt=cvt)
+            row = dict(batch=B, seq_len=T, n_q=H, n_kv=Hkv, head_dim=D, bits=bits, backend=f"int{bits}_triton_tm",
+                       config=",".join(f"{a}={b}" for a, b in kw.items()), ms=math.nan, gbps=math.nan,
+                       bytes=bitdecode_bytes(cache, H), error="")
+            fn = lambda kw=kw: bitdecode_tm_attention(q, cache, **kw)  # noqa: E731
+            try:
+                assert_close(fn()[checked].float(), ref, rtol=0, atol=1e-2 * float(ref.abs().max()), name=f"tm {row['config']}")
+                row["ms"] = time_ms(fn, device=device)
+                row["gbps"] = gbps(row["bytes"], row["ms"])
+            except AssertionError as err:
+                row["error"] = f"WRONG: {str(err)[:200]}"
+            except RuntimeError as err:
+                row["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:160]}"
+            rows.append(row)
+        del cache
+    return rows
 
 
 def check_quantize_pack():
@@ -118,6 +159,8 @@ def main():
     rows = bench_shape(1, 32, 32, 131072 + 100, impls=("triton", "cuda_core", "naive") if args.full else ("triton", "cuda_core"),
                        configs=configs, strict=False)
     log("timed B=1 32/32 128K")
+    rows += tm_rows()
+    log("timed the tokens-in-M kernel at B=1 32/32 128K")
     if os.environ.get("BATCH64"):  # the shape an H200 chapter run failed at (num_splits=1 by default there)
         rows += bench_shape(64, 32, 32, 32768 + 100, impls=("triton",), fp16=("sdpa_cudnn",), strict=False, warmup=3, rep=10,
                             configs=[dict(num_splits=1), dict(num_splits=4), dict(num_splits=1, num_stages=2),
