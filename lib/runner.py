@@ -2,13 +2,14 @@
 
 reproduce: results go to a staging folder beside the chapter's results and are swapped in only
 when every notebook succeeded; a failure names the notebook and the cell and leaves the previous
-results whole. replay: loads committed results (the book build uses it). Executed notebooks are
+results whole. With `only`, just those notebooks run and the others' results are kept. replay: loads committed results (the book build uses it). Executed notebooks are
 kept under _build/executed/<chapter>/<profile>/ (or the folder given) for inspection.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import sys
@@ -20,7 +21,7 @@ from tqdm.auto import tqdm
 from . import repo_root
 from .params import resolve_all
 from .registry import BookError, chapter as get_chapter, check_profile
-from .results import best_profile, results_root
+from .results import best_profile, read_json, results_root, write_atomic
 
 
 def default_profile() -> str:
@@ -101,13 +102,43 @@ def _swap_in(stage: Path, target: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _seed_stage(target: Path, produced: Path, only: list[str]) -> None:
+    """Copy the profile's results into the stage, less everything the notebooks in `only` recorded
+    last time (their tables, claims and provenance), so that what they record now replaces it and
+    the other notebooks' results stay as they were. Refuses a table that another notebook records
+    too: rerunning one would silently change what the other shows."""
+    prov = read_json(target / "provenance.json", {})
+    if not prov:
+        raise BookError(f"no results under {_rel(target)} to update: run the whole chapter once (without ONLY) first")
+    mine = {t for stem in only for t in prov.get(stem, {}).get("tables", [])}
+    shared = sorted(t for stem, rec in prov.items() if stem not in only for t in rec.get("tables", []) if t in mine)
+    if shared:
+        raise BookError(f"table(s) {', '.join(shared)} are recorded by a notebook in ONLY and by one outside it: "
+                        f"rerun the whole chapter")
+    shutil.copytree(target, produced)
+    for t in mine:
+        (produced / f"{t}.csv").unlink(missing_ok=True)
+    keep = [c for c in read_json(produced / "claims.json", []) if c.get("notebook") not in only]
+    write_atomic(produced / "claims.json", json.dumps(keep, indent=2) + "\n")
+    write_atomic(produced / "provenance.json",
+                 json.dumps({k: v for k, v in prov.items() if k not in only}, indent=2, sort_keys=True) + "\n")
+
+
 def reproduce(chapter: str, profile: str | None = None, overrides: dict | None = None,
-              timeout_s: int = 3600) -> Path:
+              timeout_s: int = 3600, only: list[str] | None = None) -> Path:
+    """Run the chapter's notebooks in compute mode and swap their results in, all or nothing.
+    only: rerun just these notebooks (stems) and keep the others' committed results, each
+    notebook's provenance naming its own commit (saves GPU time when one notebook changed)."""
     ch = get_chapter(chapter)
     profile = check_profile(profile or default_profile())
     if not ch.notebooks:
         raise BookError(f"chapter {chapter!r} has no notebooks yet")
     plan = resolve_all(chapter, profile, overrides)  # every notebook's parameters, checked first
+    if only:
+        unknown = [s for s in only if s not in ch.notebooks]
+        if unknown:
+            raise BookError(f"{chapter} has no notebook {', '.join(unknown)}; its notebooks: {', '.join(ch.notebooks)}")
+        plan = [(stem, params) for stem, params in plan if stem in only]
     target = results_root() / chapter / profile
     stage = results_root() / chapter / f".stage-{profile}-{os.getpid()}"
     shutil.rmtree(stage, ignore_errors=True)
@@ -115,6 +146,8 @@ def reproduce(chapter: str, profile: str | None = None, overrides: dict | None =
     if profile == "ci":
         env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", "1")  # ~2x faster on 2 cores
     try:
+        if only:
+            _seed_stage(target, stage / chapter / profile, list(only))
         with _environ(**env):
             execute(chapter, plan, repo_root() / "_build" / "executed" / chapter / profile, timeout_s, profile)
         produced = stage / chapter / profile

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# device_prepare.sh CHAPTER: everything a chapter's `gpu` run on the remote GPU machine carries,
+# [ONLY=stem,...] device_prepare.sh CHAPTER: everything a chapter's `gpu` run on the remote GPU machine carries,
 # in the git-ignored .device/ folder, and the commands to give the device tool (DESIGN.md, "GPU runs
 # from a remote machine"). Nothing here touches the GPU.
 #
@@ -38,7 +38,11 @@ nb=(papermill nbclient nbformat ipykernel ipython ipython_pygments_lexers jupyte
     stack_data executing asttokens pure_eval parso gguf)
 run="cd .device/clean && export PYTHONPATH=/tmp/site:\$PYTHONPATH PYTHONUNBUFFERED=1"
 run+=" && python3 -m pip install -q --no-deps --no-build-isolation -e . ;"
-run+=" MSRBOOK_RESULTS=/tmp/res MSRBOOK_COMMIT=$commit MSRBOOK_DIRTY=0 timeout 560 python3 -m msrbook.cli reproduce $chapter --profile gpu;"
+only=${ONLY:+ --only $ONLY}  # ONLY=02-gpu-speed tools/device_prepare.sh swarmthinkers: rerun one notebook
+if [[ -n ${ONLY:-} ]]; then  # start from the committed gpu results (in the export), so the others are kept
+  run+=" mkdir -p /tmp/res/$chapter && cp -r data/results/$chapter/gpu /tmp/res/$chapter/ ;"
+fi
+run+=" MSRBOOK_RESULTS=/tmp/res MSRBOOK_COMMIT=$commit MSRBOOK_DIRTY=0 timeout 560 python3 -m msrbook.cli reproduce $chapter --profile gpu$only;"
 run+=" rc=\$?; tar czf \$OUT/res.tgz /tmp/res _build/executed; exit \$rc"
 
 case $chapter in

@@ -1,4 +1,3 @@
-# LEAD TO ALL HELPERS: STOP using the `run` (device/GPU) tool NOW, no more GPU calls. Half the session GPU budget is gone; the lead does all remaining GPU runs. Delete this line when you have read it.
 """GPU check of the BitDecoding kernels (kernels/bitdecode.py), for one run on the device machine.
 
 1. Correctness: every low-bit impl (Triton tensor cores, CUDA cores, naive) against the fp32
@@ -11,9 +10,12 @@
 3. A compact table last: ms, GB/s, % of the measured roofline, speedup over the fastest fp16
    baseline against the ideal 16 / (b + 0.25). Exits non-zero if any check failed.
 
-Usage: python3 tools/gpu_bitdecode_check.py [--full] ; rows go to $OUT/bitdecode_rows.json.
-Without --full it is meant to finish in about 90 s on an H100 (compiles included; not yet timed in
-this form); --full adds cases and shapes (about 4-5 minutes).
+It also checks and times the experimental tokens-in-M kernel (kernels/bitdecode_tm.py).
+
+Usage: python3 tools/gpu_bitdecode_check.py [--full | --tm-quick] ; rows go to $OUT/bitdecode_rows.json.
+Without --full it took about 4 minutes on an H200 (compiles included, before the tokens-in-M rows
+were added); BATCH64=1 adds the batch-64 probe; --full adds cases and shapes; --tm-quick times only
+the tokens-in-M kernel at the claim shape (about a minute).
 """
 
 import argparse
@@ -109,9 +111,10 @@ def tm_rows(B=1, H=32, Hkv=32, T=131072 + 100, D=128, device="cuda", settings=TM
                 row["gbps"] = gbps(row["bytes"], row["ms"])
             except AssertionError as err:
                 row["error"] = f"WRONG: {str(err)[:200]}"
-            except RuntimeError as err:
-                row["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:160]}"
+            except Exception as err:  # noqa: BLE001 -- cannot run or compile here: say why, keep going
+                row["error"] = f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:160]}"
             rows.append(row)
+            log(f"  {row['backend']} {row['config']}: {row['ms']:.4f} ms {row['error'][:150]}")
         del cache
     return rows
 
@@ -140,7 +143,17 @@ def check_quantize_pack():
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--full", action="store_true", help="more correctness cases and timing shapes (several minutes)")
+    ap.add_argument("--tm-quick", action="store_true",
+                    help="only a first look at the tokens-in-M kernel at the claim shape (about a minute)")
     args = ap.parse_args()
+    if args.tm_quick:
+        from msrbook.bench import sdpa_decode
+        q = torch.randn(1, 32, 128, device="cuda").half()
+        k, v = (torch.randn(1, 32, 131172, 128, device="cuda").half() for _ in range(2))
+        log(f"sdpa cudnn {time_ms(lambda: sdpa_decode(q, k, v, 'cudnn'), device='cuda'):.4f} ms")
+        del q, k, v
+        tm_rows(settings=((32, 1, 3, "asm"), (16, 1, 3, "asm"), (64, 2, 2, "asm")))  # logs each row
+        return
     props = torch.cuda.get_device_properties(0)
     log(f"{props.name}, {props.multi_processor_count} SMs; torch {torch.__version__}, triton {__import__('triton').__version__}")
     check_quantize_pack()
