@@ -2,8 +2,9 @@
 
 reproduce: results go to a staging folder beside the chapter's results and are swapped in only
 when every notebook succeeded; a failure names the notebook and the cell and leaves the previous
-results whole. With `only`, just those notebooks run and the others' results are kept. replay: loads committed results (the book build uses it). Executed notebooks are
-kept under _build/executed/<chapter>/<profile>/ (or the folder given) for inspection.
+results whole. With `only`, just those notebooks run and the others' results are kept. replay:
+loads committed results (the book build uses it). Executed notebooks are kept under
+_build/executed/<chapter>/<profile>/ (or the folder given) for inspection.
 """
 
 from __future__ import annotations

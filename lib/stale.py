@@ -37,7 +37,7 @@ def stale(commit: str | None, paths: tuple[str, ...] | list[str], repo: Path | N
     repo = repo or repo_root()
     if not commit:
         return "unknown"
-    # The commit must exist and be an ancestor of HEAD; otherwise commit..HEAD means nothing.
+    # The commit must exist and be an ancestor of HEAD; otherwise a diff against it says nothing here.
     known = _git(repo, "merge-base", "--is-ancestor", commit, "HEAD")
     if known is None or known.returncode != 0:
         return "unknown"
@@ -48,26 +48,24 @@ def stale(commit: str | None, paths: tuple[str, ...] | list[str], repo: Path | N
     return "yes" if any(not _same_code(repo, commit, f) for f in changed) else "no"
 
 
-def _code_cells(repo: Path, rev: str, path: str) -> list[str] | None:
-    """Sources of the code cells of notebook `path` at `rev`, or None if it is absent or unreadable."""
-    text = _show(repo, rev, path)
+def _show(repo: Path, rev: str, path: str) -> str | None:
+    out = _git(repo, "show", f"{rev}:{path}")
+    return out.stdout if out is not None and out.returncode == 0 else None
+
+
+def _code_cells(text: str | None) -> list[str] | None:
+    """Sources of a notebook's code cells, in order, or None if it is absent or unreadable."""
     if text is None:
         return None
     try:
         cells = json.loads(text).get("cells", [])
     except (ValueError, AttributeError):
         return None
-    return ["".join(c.get("source", "")) if isinstance(c.get("source"), list) else c.get("source", "")
-            for c in cells if c.get("cell_type") == "code"]
-
-
-def _show(repo: Path, rev: str, path: str) -> str | None:
-    out = _git(repo, "show", f"{rev}:{path}")
-    return out.stdout if out is not None and out.returncode == 0 else None
+    return ["".join(c.get("source", "")) for c in cells if c.get("cell_type") == "code"]  # a str or a list of lines
 
 
 def _python_tree(text: str | None) -> str | None:
-    """ast.dump of a module with every docstring removed, or None if it does not parse."""
+    """ast.dump of a module with every docstring removed, or None if it is absent or does not parse."""
     if text is None:
         return None
     try:
@@ -86,13 +84,11 @@ def _python_tree(text: str | None) -> str | None:
 def _same_code(repo: Path, commit: str, path: str) -> bool:
     """True when `path` differs between `commit` and HEAD only in prose: a notebook's markdown cells,
     a Python file's docstrings and comments."""
-    if path.endswith(".ipynb"):
-        before, after = _code_cells(repo, commit, path), _code_cells(repo, "HEAD", path)
-    elif path.endswith(".py"):
-        before, after = (_python_tree(_show(repo, rev, path)) for rev in (commit, "HEAD"))
-    else:
+    code = {".ipynb": _code_cells, ".py": _python_tree}.get(Path(path).suffix)
+    if code is None:
         return False
-    return before is not None and after is not None and before == after
+    before, after = (code(_show(repo, rev, path)) for rev in (commit, "HEAD"))
+    return before is not None and before == after
 
 
 def combine(states: list[str]) -> str:

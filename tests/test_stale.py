@@ -93,17 +93,13 @@ def test_python_string_that_is_not_a_docstring_counts(repo):
     assert stale(measured, PATHS, repo) == "yes"  # only a body's first statement is a docstring
 
 
-def test_unparsable_python_counts(repo):
-    commit(repo, "lib/kernel.py", "def f(:\n")
+@pytest.mark.parametrize("path,before,after", [("lib/kernel.py", "def f(:\n", "def f(:\n  # comment\n"),
+                                               ("notebooks/ch/01.ipynb", "not json", "still not json")])
+def test_a_file_that_does_not_parse_counts_as_a_change(repo, path, before, after):
+    """Unparsable Python or notebook JSON: whether the edit is prose cannot be told, so it counts."""
+    commit(repo, path, before)
     measured = commit(repo, "README", "a")
-    commit(repo, "lib/kernel.py", "def f(:\n  # comment\n")
-    assert stale(measured, PATHS, repo) == "yes"
-
-
-def test_unreadable_notebook_counts_as_a_change(repo):
-    commit(repo, "notebooks/ch/01.ipynb", "not json")
-    measured = commit(repo, "README", "a")
-    commit(repo, "notebooks/ch/01.ipynb", "still not json")
+    commit(repo, path, after)
     assert stale(measured, PATHS, repo) == "yes"
 
 

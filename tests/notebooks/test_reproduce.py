@@ -3,6 +3,7 @@
 leaves the previous results whole."""
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -39,7 +40,6 @@ def test_chapter_runs_in_ci_profile(ci_root, chapter):
     assert out.returncode == 0, out.stderr[-3000:]
     folder = ci_root / chapter / "ci"
     assert (folder / "provenance.json").exists()
-    import json
     prov = json.loads((folder / "provenance.json").read_text())
     assert set(prov) == set(next(c for c in chapters() if c.name == chapter).notebooks)
     assert all(r["end"] is not None for r in prov.values())
@@ -64,8 +64,6 @@ def test_failure_mid_run_keeps_previous_results(ci_root):
 def test_only_reruns_one_notebook_and_keeps_the_others(ci_root):
     """ONLY: the named notebook runs again (new provenance, its claims recorded anew), the others'
     provenance, tables and claims are exactly as they were."""
-    import json
-
     chapter = "decode-roofline"
     folder = ci_root / chapter / "ci"
     if not folder.exists():
@@ -99,8 +97,6 @@ def test_only_refuses_without_previous_results_or_with_an_unknown_notebook(tmp_p
 
 def test_only_refuses_a_table_another_notebook_also_records(tmp_path):
     """Two notebooks writing one table: rerunning one would change what the other shows."""
-    import json
-
     folder = tmp_path / "decode-roofline" / "ci"
     folder.mkdir(parents=True)
     (folder / "provenance.json").write_text(json.dumps({"01-roofline": {"tables": ["bandwidth", "a"]},
