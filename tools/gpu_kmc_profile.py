@@ -1,7 +1,8 @@
 """Where a TorchKMC step spends its GPU time at a large box (a development probe, not a book result).
 
-Usage: python3 tools/gpu_kmc_profile.py [cells] [replicas] [sites_per_vacancy]
-Eager steps (no torch.compile) under CUDA-graph replay, timed per chunk, then one profiled chunk
+Usage: python3 tools/gpu_kmc_profile.py [cells] [replicas] [sites_per_vacancy] [site_map: on|off|auto] [compile: 0|1]
+Steps under CUDA-graph replay (eager, or through torch.compile with compile=1, as the notebooks
+run them), timed per chunk, with the peak GPU memory per site; then, eager only, one profiled chunk
 without the graph so that torch.profiler names the kernels. Prints the top kernels by CUDA time.
 """
 
@@ -17,12 +18,16 @@ from msrbook.simulators.kmc_torch import TorchKMC
 cells = int(sys.argv[1]) if len(sys.argv) > 1 else 172
 R = int(sys.argv[2]) if len(sys.argv) > 2 else 3370
 spv = int(sys.argv[3]) if len(sys.argv) > 3 else 8192
+site_map = {"on": True, "off": False, "auto": None}[sys.argv[4] if len(sys.argv) > 4 else "auto"]
+compiled = len(sys.argv) > 5 and sys.argv[5] == "1"
 N = n_sites(cells)
 V = max(1, N // spv)
 t0 = time.perf_counter()
-kmc = TorchKMC(cells, R, 0.0134, V, 573.0, seed=0, device="cuda", max_local=8)
+torch.cuda.reset_peak_memory_stats()
+kmc = TorchKMC(cells, R, 0.0134, V, 573.0, seed=0, device="cuda", max_local=8, site_map=site_map, compile=compiled)
 torch.cuda.synchronize()
-print(f"cells {cells} sites {N} V {V} R {R}: built in {time.perf_counter() - t0:.1f} s", flush=True)
+print(f"cells {cells} sites {N} V {V} R {R} site_map {kmc.site_map} compile {compiled}: built in "
+      f"{time.perf_counter() - t0:.1f} s, {torch.cuda.max_memory_allocated() / (R * N):.2f} bytes/site", flush=True)
 kmc._chunk(float("inf"))
 torch.cuda.synchronize()
 for _ in range(3):
@@ -31,7 +36,11 @@ for _ in range(3):
         kmc._chunk(float("inf"))
     torch.cuda.synchronize()
     dt = (time.perf_counter() - t0) / (10 * kmc.graph_steps)
-    print(f"graph step {dt * 1e6:.1f} us -> {R / dt / 1e6:.2f} M events/s", flush=True)
+    print(f"graph step {dt * 1e6:.1f} us -> {R / dt / 1e6:.2f} M events/s; peak "
+          f"{torch.cuda.max_memory_allocated() / (R * N):.2f} bytes/site", flush=True)
+if compiled:
+    kmc.check()
+    sys.exit(0)
 kmc.use_graph = False
 kmc._chunk(float("inf"))
 torch.cuda.synchronize()

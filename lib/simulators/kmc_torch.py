@@ -3,26 +3,34 @@ per replica per step, on CPU (tests) or CUDA (speed).
 
 State of R independent replicas of one periodic BCC box of N = 2 cells^3 sites (bcc.py numbering):
 
-    species   (R, N) int8     0 vacancy, 1 Fe, 2 Cu (1 byte per site: the only per-site state)
+    species   (R, N) int8     0 vacancy, 1 Fe, 2 Cu (1 byte per site: the only per-site state without the map)
     vac_pos   (R, V) int64    site of each vacancy
     rates     (R, V, 8)       Gamma of each vacancy's 8 first-neighbour jumps (bcc.NN1 order), 1/s
     time      (R,)  float64   physical time, s;  energy (R,) float64, eV, tracked by adding dE
+    (optional) site -> vacancy map (R, N) int16, see `site_map`
 
 A step is the residence-time (BKL) algorithm run in every replica at once:
 
     P(v, a) = Gamma_va / sum Gamma,        dt = -ln(u) / sum Gamma
 
-then the chosen vacancy swaps with its neighbour, and only the rates that can have changed are
+sampled by a two-level inverse CDF: the vacancies are grouped in blocks of BLOCK (the last block padded
+with zero-rate entries that are never chosen), a block is picked from the (R, V / BLOCK) block sums, a
+vacancy inside it, then one of its 8 jumps, so the choice costs O(V / BLOCK + BLOCK), not O(V). The
+block sums are recomputed (not incremented: no drift) for the blocks whose vacancies changed.
+
+Then the chosen vacancy swaps with its neighbour, and only the rates that can have changed are
 recomputed: the moved vacancy's, and those of vacancies at an offset in bcc.influence_offsets()
 (periodic minimum image) from either changed site. At most `max_local`
 such other vacancies per replica are recomputed per step (fixed shapes, no host sync); a step that
 would need more sets an overflow flag, and `check()` (called by `run`) raises. With
-V - 1 <= max_local (or cells <= 3) every vacancy is recomputed every step.
+V - 1 <= max_local (or cells <= 3) every vacancy is recomputed every step. Otherwise the vacancies
+near an event are found either by scanning all V positions or (site_map) by looking up the 78 sites
+around the two changed sites in an (R, N) int16 site -> vacancy map, which costs 2 more bytes per site.
 
 Neighbour sites are computed from coordinates, not read from an (N, 14) table, so memory stays at
-one byte per site plus (R, V)-sized state. On CUDA, `run`/`advance` replay a CUDA graph of
-`graph_steps` steps (use_graph); random numbers come from the simulator's own generator, drawn outside
-the graph. compile=True also runs the step through torch.compile.
+one byte per site (three with the site map) plus (R, V)-sized state. On CUDA, `run`/`advance` replay
+a CUDA graph of `graph_steps` steps (use_graph); random numbers come from the simulator's own
+generator, drawn outside the graph. compile=True also runs the step through torch.compile.
 """
 
 from __future__ import annotations
@@ -71,12 +79,22 @@ class TorchKMC:
     (exactly round(cu_frac N) Cu per replica); vacancies: V per replica; temperature: K; seed: of the
     simulator's own torch.Generator (initial configurations and all jumps); device, dtype: of rates
     (time and energy are always float64). species0: optional (R, N) initial configurations instead of
-    random ones (any integer dtype; each row must hold exactly V vacancies)."""
+    random ones (any integer dtype; each row must hold exactly V vacancies).
+
+    site_map: keep an (R, N) int16 map site -> vacancy index (-1 where no vacancy; int32 if V >= 32768),
+    updated with every jump, so that a step finds the vacancies whose rates it changed by 78 look-ups
+    around the two changed sites instead of a scan of all V vacancy positions. It costs 2 bytes per
+    site (3 bytes per site in all with `species`) and one small scatter per step. None: on when
+    V > 64. It exists only where rates are updated locally (V - 1 > max_local and cells >= 4);
+    `self.site_map` says whether this simulator holds one."""
+
+    BLOCK = 32  # vacancies per block of the two-level choice (fewer when V is smaller)
 
     def __init__(self, cells: int, replicas: int, cu_frac: float = 0.0134, vacancies: int = 1,
                  temperature: float = 573.0, seed: int = 0, device="cpu", dtype=torch.float64,
                  params: FeCuParams = DEFAULT, species0: torch.Tensor | None = None, max_local: int = 16,
-                 graph_steps: int = 32, use_graph: bool = True, compile: bool = False):
+                 graph_steps: int = 32, use_graph: bool = True, compile: bool = False,
+                 site_map: bool | None = None):
         self.cells = bcc.check_cells(cells)
         self.N, self.R, self.V = bcc.n_sites(cells), int(replicas), int(vacancies)
         self.temperature, self.params, self.dtype = float(temperature), params, dtype
@@ -115,7 +133,24 @@ class TorchKMC:
         self._vidx = torch.arange(self.V, device=self.device).expand(self.R, self.V)
         self._rates = torch.zeros(self.R, self.V, 8, dtype=dtype, device=self.device)
         self._dE = torch.zeros_like(self._rates)
-        self._vtot = torch.zeros(self.R, self.V, dtype=dtype, device=self.device)
+        # per-vacancy totals in nb blocks of Bk (zero padding past V) and the block sums
+        self._Bk = min(self.BLOCK, self.V)
+        self._nb = -(-self.V // self._Bk)
+        self._vtot_pad = torch.zeros(self.R, self._nb * self._Bk, dtype=dtype, device=self.device)
+        self._vtot = self._vtot_pad[:, :self.V]  # a view
+        self._bsum = torch.zeros(self.R, self._nb, dtype=dtype, device=self.device)
+        self._local = not (self.V - 1 <= self.max_local or self.cells <= 3)
+        self.site_map = self._local and (self.V > 64 if site_map is None else bool(site_map))
+        self._vmap = None
+        if self.site_map:
+            mdt = torch.int16 if self.V < 32768 else torch.int32
+            self._vmap = torch.full((self.R, self.N), -1, dtype=mdt, device=self.device)
+            self._vmap.scatter_(1, self.vac_pos, self._vidx.to(mdt))
+            # offsets from the vacancy's old site of all sites whose vacancy a jump along NN1[a]
+            # can affect: influence set of the old site united with that of the new site (0 included)
+            infl = {tuple(o) for o in bcc.influence_offsets()}
+            near = [sorted(infl | {tuple(int(x) for x in n + o) for o in infl}) for n in bcc.NN1]
+            self._near = torch.tensor(near, dtype=torch.int32, device=self.device)  # (8, 78, 3)
         self._store(self._vidx, *self._rates_of(self.vac_pos), self._overflow)
         self.energy = energy_from_scratch(self.species, self.cells, params)
         self.graph_steps, self.use_graph = int(graph_steps), bool(use_graph)
@@ -127,13 +162,14 @@ class TorchKMC:
 
     # -- neighbours ----------------------------------------------------------------------------
     def _shell_sites(self, sites: torch.Tensor, offsets: torch.Tensor | None = None) -> torch.Tensor:
-        """(...,) site indices -> (..., K) int64 sites at offsets (K, 3) (default the 14 of bcc.SHELL).
-        Coordinates in int32 (faster than int64 on CPU and GPU), wrapped by one conditional add."""
+        """(...,) site indices -> (..., K) int64 sites at offsets (K, 3) (default the 14 of bcc.SHELL), or
+        at per-site offsets (..., K, 3). Coordinates in int32 (faster than int64 on CPU and GPU),
+        wrapped by one conditional add (offsets within +-4 half units)."""
         o = self._shell if offsets is None else offsets
         m, L = 2 * self.cells, self.cells
         out = None
         for d, Xd in enumerate(bcc.coords(sites.to(torch.int32), L)):
-            X = Xd[..., None] + o[:, d]  # (..., K), in [-4, m + 3]
+            X = Xd[..., None] + o[..., d]  # (..., K), in [-4, m + 3]
             X = torch.where(X < 0, X + m, X)
             X = torch.where(X >= m, X - m, X)
             out = (X >> 1) if out is None else out * L + (X >> 1)
@@ -176,21 +212,36 @@ class TorchKMC:
 
     def total_rate(self) -> torch.Tensor:
         """(R,) escape rate sum Gamma."""
-        return self._vtot.sum(1)
+        return self._bsum.sum(1)
 
     # -- one event -----------------------------------------------------------------------------
+    @staticmethod
+    def _pick(w: torch.Tensor, r: torch.Tensor, rest: bool = True):
+        """Inverse CDF over the last axis of nonnegative weights w (R, n) at r (R, 1): the index j (R, 1)
+        with cdf[j-1] <= r < cdf[j], and r - cdf[j-1]. Never a zero-weight entry (round-off guards): r
+        is clamped at 0 (a round-off negative remainder would pick a leading zero), and j is at most
+        the first index where cdf reaches its total, the last entry with positive weight (a round-off
+        r >= cdf[-1] would pick a trailing zero)."""
+        cdf = w.cumsum(1)
+        r = r.clamp(min=0)
+        j = torch.minimum(torch.searchsorted(cdf, r, right=True), (cdf < cdf[:, -1:]).sum(1, keepdim=True))
+        return j, (r - cdf.gather(1, j) + w.gather(1, j) if rest else None)
+
     def _choose_classical(self, u: torch.Tensor):
-        """Hierarchical inverse-CDF choice: vacancy by its total rate, then its jump. u: (R,)."""
-        cdf = self._vtot.cumsum(1)  # (R, V)
-        total = cdf[:, -1]
+        """Inverse-CDF choice in three levels: block of vacancies by its rate sum, vacancy in the block
+        by its total rate, then its jump. u: (R,). Returns v, a (R,) and the total rate (R,)."""
+        bs, Bk = self._bsum, self._Bk
+        total = bs.sum(1)
         r = (u * total)[:, None]
-        v = torch.searchsorted(cdf, r, right=True).clamp_(max=self.V - 1)  # (R, 1)
-        r2 = r - (cdf.gather(1, v) - self._vtot.gather(1, v))
+        if self._nb == 1:  # V <= BLOCK: one block
+            v, r2 = self._pick(self._vtot_pad, r)
+        else:
+            b, r1 = self._pick(bs, r)  # (R, 1)
+            w = self._vtot_pad.view(self.R, self._nb, Bk).gather(1, b[..., None].expand(-1, 1, Bk)).squeeze(1)
+            j, r2 = self._pick(w, r1)
+            v = b * Bk + j  # (R, 1); a padded entry has zero weight, so v < V
         g = self._rates.gather(1, v[..., None].expand(-1, -1, 8)).squeeze(1)  # (R, 8)
-        a = torch.searchsorted(g.cumsum(1), r2, right=True).clamp_(max=7)  # (R, 1)
-        # round-off can land on a zero-rate jump at the end; take the last allowed one instead
-        last = 7 - (g.flip(1) > 0).to(torch.int8).argmax(1, keepdim=True)
-        a = torch.where(g.gather(1, a) > 0, a, last)
+        a, _ = self._pick(g, r2, rest=False)
         return v.squeeze(1), a.squeeze(1), total
 
     def _choose_policy(self, u: torch.Tensor, logits: torch.Tensor):
@@ -231,50 +282,71 @@ class TorchKMC:
         self.species[rows, vs] = torch.where(active, X, zero)
         self.species[rows, ts] = torch.where(active, zero, X)
         self.vac_pos[rows, v] = torch.where(active, ts, vs)
+        if self._vmap is not None:
+            vm = v.to(self._vmap.dtype)
+            old = self._vmap[rows, ts]  # -1: the target holds an atom
+            self._vmap[rows, vs] = torch.where(active, torch.full_like(vm, -1), vm)
+            self._vmap[rows, ts] = torch.where(active, vm, old)
         self.time.copy_(new_time)
         self.energy += torch.where(active, dE, torch.zeros_like(dE))
         self.events += active
 
-    def _affected(self, v, vs, ts):
+    def _affected(self, v, a, vs, ts):
         """Pure: (R, M) vacancies whose rates may have changed (v first) and an (R,) overflow flag."""
-        if self.V - 1 <= self.max_local or self.cells <= 3:  # tiny box: images alias, recompute all
+        if not self._local:  # tiny box or few vacancies (images alias in a tiny box): recompute all
             return self._vidx, torch.zeros_like(self._overflow)
-        m = 2 * self.cells
-        P = torch.stack(bcc.coords(self.vac_pos, self.cells), -1)  # (R, V, 3)
-        near = torch.zeros(self.R, self.V, dtype=torch.bool, device=self.device)
-        for s in (vs, ts):
-            c = torch.stack(bcc.coords(s, self.cells), -1)[:, None, :]  # (R, 1, 3)
-            d = (P - c + self.cells) % m - self.cells  # periodic minimum image, half units
-            d = d.clamp(-4, 4) + 4  # outside +-3 maps to the table's False border
-            near = near | self._influence[d[..., 0], d[..., 1], d[..., 2]]
-        near = near & (self._vidx != v[:, None])
-        overflow = near.sum(1) > self.max_local
+        K = self.max_local
+        if self._vmap is not None:
+            # vacancies on the 78 sites around the old and new site (distinct sites for cells >= 4)
+            cand = self._vmap.gather(1, self._shell_sites(vs, self._near[a])).long()  # (R, 78)
+            near = (cand >= 0) & (cand != v[:, None])
+        else:
+            # scan all V vacancy positions (int32 coordinates)
+            m = 2 * self.cells
+            P = torch.stack(bcc.coords(self.vac_pos.to(torch.int32), self.cells), -1)  # (R, V, 3)
+            near = torch.zeros(self.R, self.V, dtype=torch.bool, device=self.device)
+            for s in (vs, ts):
+                c = torch.stack(bcc.coords(s.to(torch.int32), self.cells), -1)[:, None, :]  # (R, 1, 3)
+                d = (P - c + self.cells) % m - self.cells  # periodic minimum image, half units
+                d = d.clamp(-4, 4) + 4  # outside +-3 maps to the table's False border
+                near = near | self._influence[d[..., 0], d[..., 1], d[..., 2]]
+            near = near & (self._vidx != v[:, None])
+            cand = self._vidx
+        count = near.cumsum(1, dtype=torch.int32)
+        overflow = count[:, -1] > K
         # compact the flagged vacancies into max_local slots (a scan, no sort); free slots keep v,
         # whose recompute is repeated harmlessly; slot max_local collects the overflow and is dropped
-        K = self.max_local
-        slot = torch.where(near, near.cumsum(1) - 1, K).clamp(max=K)  # (R, V)
-        buf = v[:, None].expand(self.R, K + 1).scatter(1, slot, self._vidx)
+        slot = torch.where(near, count - 1, K).clamp_(max=K).long()
+        buf = v[:, None].expand(self.R, K + 1).scatter(1, slot, cand)
         return torch.cat([v[:, None], buf[:, :K]], 1), overflow
 
-    def _update(self, v, vs, ts):
+    def _update(self, v, a, vs, ts):
         """Pure: affected vacancies (R, M), their new rates and dE (R, M, 8), overflow (R,)."""
-        vidx, overflow = self._affected(v, vs, ts)
+        vidx, overflow = self._affected(v, a, vs, ts)
         g, dE = self._rates_of(self.vac_pos.gather(1, vidx))
         return vidx, g, dE, overflow
 
     def _store(self, vidx, g, dE, overflow) -> None:
-        """In place: rates and dE (R, M, 8) of vacancies vidx (R, M) (duplicates carry equal values)."""
+        """In place: rates and dE (R, M, 8) of vacancies vidx (R, M) (duplicates carry equal values);
+        the block sums of the blocks holding them are recomputed from the vacancy totals."""
         i8 = vidx[..., None].expand(-1, -1, 8)
         self._rates.scatter_(1, i8, g)
         self._dE.scatter_(1, i8, dE)
-        self._vtot.scatter_(1, vidx, g.sum(-1))
+        self._vtot_pad.scatter_(1, vidx, g.sum(-1))
+        R, nb, Bk = self.R, self._nb, self._Bk
+        blocks = self._vtot_pad.view(R, nb, Bk)
+        if vidx.shape[1] >= nb:  # as cheap to redo every block
+            self._bsum.copy_(blocks.sum(-1))
+        else:
+            bi = vidx // Bk  # (R, M); duplicates get equal sums
+            self._bsum.scatter_(1, bi, blocks.gather(1, bi[..., None].expand(-1, -1, Bk)).sum(-1))
         self._overflow |= overflow
 
     def _apply(self, v, a, total, u_dt, t_stop=None):
         """Advance clocks, swap vacancy v with its neighbour a (where active), update rates locally."""
         dt, vs, ts, X, dE, active, new_time = self._decide(v, a, total, u_dt, t_stop)
         self._commit(v, vs, ts, X, dE, active, new_time)
-        self._store(*self._update(v, vs, ts))
+        self._store(*self._update(v, a, vs, ts))
         return dt, dE, active
 
     def step(self, logits: torch.Tensor | None = None) -> dict:
@@ -299,7 +371,7 @@ class TorchKMC:
         v, a, total = choose(u[:, 0].to(self.dtype))
         dt, vs, ts, X, dE, active, new_time = decide(v, a, total.to(torch.float64), u[:, 1], t_stop)
         self._commit(v, vs, ts, X, dE, active, new_time)
-        self._store(*update(v, vs, ts))
+        self._store(*update(v, a, vs, ts))
 
     def _steps_until(self, u: torch.Tensor, t_stop: torch.Tensor) -> None:
         """len(u) classical steps. u: (S, R, 2) uniforms."""
