@@ -41,7 +41,7 @@ import time
 import pandas as pd
 import torch
 
-from . import bcc
+from . import bcc, kmc_fused
 from .energy import DEFAULT, CU, VAC, FeCuParams, energy_from_scratch, jump_dE, jump_rates
 from .observables import cluster_stats_torch
 
@@ -86,7 +86,10 @@ class TorchKMC:
     around the two changed sites instead of a scan of all V vacancy positions. It costs 2 bytes per
     site (3 bytes per site in all with `species`) and one small scatter per step. None: on when
     V > 64. It exists only where rates are updated locally (V - 1 > max_local and cells >= 4);
-    `self.site_map` says whether this simulator holds one."""
+    `self.site_map` says whether this simulator holds one.
+
+    fused: do the in-place parts of a step (`_commit`, `_store`) as two Triton kernels
+    (kmc_fused.py) instead of about two dozen torch kernels; the same arithmetic. None: on CUDA."""
 
     BLOCK = 32  # vacancies per block of the two-level choice (fewer when V is smaller)
 
@@ -94,11 +97,12 @@ class TorchKMC:
                  temperature: float = 573.0, seed: int = 0, device="cpu", dtype=torch.float64,
                  params: FeCuParams = DEFAULT, species0: torch.Tensor | None = None, max_local: int = 16,
                  graph_steps: int = 32, use_graph: bool = True, compile: bool = False,
-                 site_map: bool | None = None):
+                 site_map: bool | None = None, fused: bool | None = None):
         self.cells = bcc.check_cells(cells)
         self.N, self.R, self.V = bcc.n_sites(cells), int(replicas), int(vacancies)
         self.temperature, self.params, self.dtype = float(temperature), params, dtype
         self.device = torch.device(device)
+        self.fused = self.device.type == "cuda" if fused is None else bool(fused)
         self.gen = torch.Generator(device=self.device)
         self.gen.manual_seed(seed)
         if species0 is None:
@@ -278,6 +282,8 @@ class TorchKMC:
 
     def _commit(self, v, vs, ts, X, dE, active, new_time) -> None:
         """In place: swap vacancy and atom where active, move the vacancy, advance clocks and energy."""
+        if self.fused:
+            return kmc_fused.commit(self, v, vs, ts, X, dE, active, new_time)
         rows, zero = self._rows, torch.zeros_like(X)
         self.species[rows, vs] = torch.where(active, X, zero)
         self.species[rows, ts] = torch.where(active, zero, X)
@@ -329,6 +335,8 @@ class TorchKMC:
     def _store(self, vidx, g, dE, overflow) -> None:
         """In place: rates and dE (R, M, 8) of vacancies vidx (R, M) (duplicates carry equal values);
         the block sums of the blocks holding them are recomputed from the vacancy totals."""
+        if self.fused:
+            return kmc_fused.store(self, vidx, g, dE, overflow)
         i8 = vidx[..., None].expand(-1, -1, 8)
         self._rates.scatter_(1, i8, g)
         self._dE.scatter_(1, i8, dE)
