@@ -21,6 +21,7 @@ import triton
 import triton.language as tl
 
 BLOCK_R = 128  # replicas per program
+MAX_M = 64  # store: at most this many vacancies per replica (the kernel unrolls over them)
 
 
 @triton.jit

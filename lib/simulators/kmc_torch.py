@@ -335,7 +335,7 @@ class TorchKMC:
     def _store(self, vidx, g, dE, overflow) -> None:
         """In place: rates and dE (R, M, 8) of vacancies vidx (R, M) (duplicates carry equal values);
         the block sums of the blocks holding them are recomputed from the vacancy totals."""
-        if self.fused:
+        if self.fused and vidx.shape[1] <= kmc_fused.MAX_M:  # a local update (the build stores all V)
             return kmc_fused.store(self, vidx, g, dE, overflow)
         i8 = vidx[..., None].expand(-1, -1, 8)
         self._rates.scatter_(1, i8, g)
