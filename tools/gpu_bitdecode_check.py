@@ -113,8 +113,8 @@ def host_overhead_probe():
             cache.append(k, v)
             fn = lambda: bitdecode_attention(q, cache)  # noqa: E731
             eager = time_ms(fn, device="cuda")
-            graphed, ok = time_graph_ms(fn, device="cuda")
-            log(f"host probe int{bits} T={T}: eager {eager:.4f} ms, graph replay {graphed:.4f} ms (captured: {ok})")
+            replay, captured = time_graph_ms(fn, device="cuda")
+            log(f"host probe int{bits} T={T}: eager {eager:.4f} ms, graph replay {replay:.4f} ms (captured: {captured})")
             del cache
 
 
