@@ -89,7 +89,8 @@ class TorchKMC:
     `self.site_map` says whether this simulator holds one.
 
     fused: do the in-place parts of a step (`_commit`, `_store`) as two Triton kernels
-    (kmc_fused.py) instead of about two dozen torch kernels; the same arithmetic. None: on CUDA."""
+    (kmc_fused.py) instead of about two dozen torch kernels; the same arithmetic (local updates only:
+    the build's store of all V vacancies stays in torch). None: on CUDA."""
 
     BLOCK = 32  # vacancies per block of the two-level choice (fewer when V is smaller)
 
