@@ -3,7 +3,7 @@ torch kernels per step.
 
 A TorchKMC step (kmc_torch.py) is pure functions, which torch.compile fuses, and two in-place parts
 it leaves eager so that compiling never copies the (R, N) species array: `_commit` (swap the vacancy
-and the atom, move the vacancy, update the site -> vacancy map, the clock, the energy and the event
+and the atom, move the vacancy, update the site -> vacancy map or the vacancy table, the clock, the energy and the event
 count) and `_store` (write the affected vacancies' rates and energy changes, their totals and the
 block sums of the two-level choice). Eager, each line is one or two kernels. Under CUDA-graph replay
 a kernel costs about the same couple of microseconds whatever it does, so at the largest boxes, where
@@ -26,8 +26,9 @@ MAX_M = 64  # store: at most this many vacancies per replica (the kernel unrolls
 
 @triton.jit
 def _commit_kernel(V_, VS, TS, X, DE, ACT, NEW_TIME,
-                   SPECIES, VAC_POS, VMAP, TIME, ENERGY, EVENTS,
-                   R, N, V, HAS_MAP: tl.constexpr, BLOCK: tl.constexpr):
+                   SPECIES, VAC_POS, VMAP, VTAB, OVF_ST, TIME, ENERGY, EVENTS,
+                   R, N, V, NT, HAS_MAP: tl.constexpr, HAS_TABLE: tl.constexpr, SLOTS: tl.constexpr,
+                   BLOCK: tl.constexpr):
     r = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     ok = r < R
     r64 = r.to(tl.int64)
@@ -45,6 +46,20 @@ def _commit_kernel(V_, VS, TS, X, DE, ACT, NEW_TIME,
         vm = v.to(old.dtype)
         tl.store(VMAP + r64 * N + vs, tl.where(act, tl.zeros_like(vm) - 1, vm), mask=ok)
         tl.store(VMAP + r64 * N + ts, tl.where(act, vm, old), mask=ok)
+    if HAS_TABLE:  # v leaves its slot in bin(vs), takes the first free slot of bin(ts); full: overflow
+        k = tl.arange(0, SLOTS)
+        hv, ht = vs & (NT - 1), ts & (NT - 1)
+        moved = act & (hv != ht) & ok
+        base = r64 * NT * SLOTS
+        row = tl.load(VTAB + (base + hv * SLOTS)[:, None] + k[None, :], mask=ok[:, None], other=0)
+        vm = v.to(row.dtype)
+        mine = tl.min(tl.where(row == vm[:, None], k[None, :], SLOTS), 1)
+        tl.store(VTAB + base + hv * SLOTS + mine, tl.zeros_like(vm) - 1, mask=moved & (mine < SLOTS))
+        row = tl.load(VTAB + (base + ht * SLOTS)[:, None] + k[None, :], mask=ok[:, None], other=0)
+        free = tl.min(tl.where(row < 0, k[None, :], SLOTS), 1)
+        tl.store(VTAB + base + ht * SLOTS + free, vm, mask=moved & (free < SLOTS))
+        o = tl.load(OVF_ST + r, mask=ok, other=0)
+        tl.store(OVF_ST + r, o | (moved & (free >= SLOTS)).to(o.dtype), mask=ok)
     tl.store(TIME + r, tl.load(NEW_TIME + r, mask=ok, other=0.0), mask=ok)
     de = tl.load(DE + r, mask=ok, other=0.0)
     e = tl.load(ENERGY + r, mask=ok, other=0.0)
@@ -80,12 +95,14 @@ def _store_kernel(VIDX, G, DEM, OVF, RATES, DE_ST, VTOT, BSUM, OVF_ST,
 
 def commit(kmc, v, vs, ts, X, dE, active, new_time) -> None:
     """TorchKMC._commit in one kernel (kmc's state changed in place)."""
-    vmap = kmc._vmap if kmc._vmap is not None else kmc.species  # a placeholder pointer when there is no map
+    vmap = kmc._vmap if kmc._vmap is not None else kmc.species  # placeholder pointers where absent
+    vtab = kmc._vtab if kmc._vtab is not None else kmc.species
     _commit_kernel[(triton.cdiv(kmc.R, BLOCK_R),)](
         v.contiguous(), vs.contiguous(), ts.contiguous(), X.contiguous(), dE.contiguous(),
         active.contiguous().view(torch.int8), new_time.contiguous(),
-        kmc.species, kmc.vac_pos, vmap, kmc.time, kmc.energy, kmc.events,
-        kmc.R, kmc.N, kmc.V, HAS_MAP=kmc._vmap is not None, BLOCK=BLOCK_R)
+        kmc.species, kmc.vac_pos, vmap, vtab, kmc._overflow.view(torch.int8), kmc.time, kmc.energy, kmc.events,
+        kmc.R, kmc.N, kmc.V, getattr(kmc, "_nt", 1), HAS_MAP=kmc._vmap is not None, HAS_TABLE=kmc._vtab is not None,
+        SLOTS=kmc.TABLE_SLOTS, BLOCK=BLOCK_R)
 
 
 def store(kmc, vidx, g, dE, overflow) -> None:

@@ -7,7 +7,7 @@ State of R independent replicas of one periodic BCC box of N = 2 cells^3 sites (
     vac_pos   (R, V) int64    site of each vacancy
     rates     (R, V, 8)       Gamma of each vacancy's 8 first-neighbour jumps (bcc.NN1 order), 1/s
     time      (R,)  float64   physical time, s;  energy (R,) float64, eV, tracked by adding dE
-    (optional) site -> vacancy map (R, N) int16, see `site_map`
+    (optional) site -> vacancy map (R, N) int16, or vacancy table (R, NT, 8) int16; see `site_map`
 
 A step is the residence-time (BKL) algorithm run in every replica at once:
 
@@ -24,8 +24,10 @@ recomputed: the moved vacancy's, and those of vacancies at an offset in bcc.infl
 such other vacancies per replica are recomputed per step (fixed shapes, no host sync); a step that
 would need more sets an overflow flag, and `check()` (called by `run`) raises. With
 V - 1 <= max_local (or cells <= 3) every vacancy is recomputed every step. Otherwise the vacancies
-near an event are found either by scanning all V positions or (site_map) by looking up the 78 sites
-around the two changed sites in an (R, N) int16 site -> vacancy map, which costs 2 more bytes per site.
+near an event are found by scanning all V positions, or from the 78 sites around the two changed
+sites: their species says which hold a vacancy, and either an (R, N) int16 site -> vacancy map
+(site_map="map", 2 more bytes per site) or a small hashed vacancy table (site_map="table", a few
+hundred bytes per vacancy) says which vacancy it is.
 
 Neighbour sites are computed from coordinates, not read from an (N, 14) table, so memory stays at
 one byte per site (three with the site map) plus (R, V)-sized state. On CUDA, `run`/`advance` replay
@@ -81,18 +83,25 @@ class TorchKMC:
     (time and energy are always float64). species0: optional (R, N) initial configurations instead of
     random ones (any integer dtype; each row must hold exactly V vacancies).
 
-    site_map: keep an (R, N) int16 map site -> vacancy index (-1 where no vacancy; int32 if V >= 32768),
-    updated with every jump, so that a step finds the vacancies whose rates it changed by 78 look-ups
-    around the two changed sites instead of a scan of all V vacancy positions. It costs 2 bytes per
-    site (3 bytes per site in all with `species`) and one small scatter per step. None: on when
-    V > 64. It exists only where rates are updated locally (V - 1 > max_local and cells >= 4);
-    `self.site_map` says whether this simulator holds one.
+    site_map: how a step finds the vacancies whose rates it changed. False: a scan of all V vacancy
+    positions. Otherwise by 78 look-ups around the two changed sites, where `species` says which
+    hold a vacancy and one of two structures, updated with every jump, says which vacancy:
+    "map" (or True): an (R, N) int16 map site -> vacancy index (-1 where no vacancy; int32 if
+    V >= 32768): 2 bytes per site, 3 in all with `species`. "table": a hash table of the vacancies
+    by site, NT = next power of 2 >= 8 V bins of TABLE_SLOTS slots (vacancy indices, -1 free) per
+    replica, bin = site mod NT; a look-up reads one bin's slots and the vacancy positions they name.
+    It costs 2 * 8 * NT / N (about 32 V / N) bytes per site: the box is 1 byte per site in all. A jump
+    into a full bin sets the overflow flag (`check()` raises); with at most 1/8 of a vacancy per bin
+    on average, 9 in one bin is far out in the tail (a Poisson(1/8) count reaches 9 with probability
+    ~2e-13). None: "table" when V > 64. Either exists only where rates are updated locally
+    (V - 1 > max_local and cells >= 4); `self.site_map` is "map", "table" or False.
 
     fused: do the in-place parts of a step (`_commit`, `_store`) as two Triton kernels
     (kmc_fused.py) instead of about two dozen torch kernels; the same arithmetic (local updates only:
     the build's store of all V vacancies stays in torch). None: on CUDA."""
 
     BLOCK = 32  # vacancies per block of the two-level choice (fewer when V is smaller)
+    TABLE_SLOTS = 8  # vacancies per bin of the hashed vacancy table (site_map="table")
 
     def __init__(self, cells: int, replicas: int, cu_frac: float = 0.0134, vacancies: int = 1,
                  temperature: float = 573.0, seed: int = 0, device="cpu", dtype=torch.float64,
@@ -145,18 +154,34 @@ class TorchKMC:
         self._vtot = self._vtot_pad[:, :self.V]  # a view
         self._bsum = torch.zeros(self.R, self._nb, dtype=dtype, device=self.device)
         self._local = not (self.V - 1 <= self.max_local or self.cells <= 3)
-        self.site_map = self._local and (self.V > 64 if site_map is None else bool(site_map))
-        self._vmap = None
-        if self.site_map:
-            mdt = torch.int16 if self.V < 32768 else torch.int32
+        mode = ("table" if self.V > 64 else False) if site_map is None else site_map
+        if mode is True:
+            mode = "map"
+        if mode not in (False, "map", "table"):
+            raise ValueError(f"site_map must be None, False, True, 'map' or 'table', not {site_map!r}")
+        self.site_map = mode if self._local else False
+        self._vmap = self._vtab = None
+        mdt = torch.int16 if self.V < 32768 else torch.int32
+        if self.site_map == "map":
             self._vmap = torch.full((self.R, self.N), -1, dtype=mdt, device=self.device)
             self._vmap.scatter_(1, self.vac_pos, self._vidx.to(mdt))
+        elif self.site_map == "table":
+            self._nt = 1 << max(0, 8 * self.V - 1).bit_length()  # bins: a power of 2 >= 8 V
+            self._vtab = self._table_of(self.vac_pos, mdt)
+        if self.site_map:
             # offsets from the vacancy's old site of all sites whose vacancy a jump along NN1[a]
             # can affect: influence set of the old site united with that of the new site (0 included)
             infl = {tuple(o) for o in bcc.influence_offsets()}
             near = [sorted(infl | {tuple(int(x) for x in n + o) for o in infl}) for n in bcc.NN1]
             self._near = torch.tensor(near, dtype=torch.int32, device=self.device)  # (8, 78, 3)
-        self._store(self._vidx, *self._rates_of(self.vac_pos), self._overflow)
+        # rates of all V vacancies, in replica chunks so that the (r, V, 126) site temporaries stay small
+        g, dE = self._rates.clone(), self._dE.clone()
+        step = max(1, (1 << 22) // (self.V * self._reach.shape[0]))
+        for r0 in range(0, self.R, step):
+            r1 = min(self.R, r0 + step)
+            g[r0:r1], dE[r0:r1] = self._rates_of(self.vac_pos[r0:r1], self.species[r0:r1])
+        self._store(self._vidx, g, dE, self._overflow)
+        del g, dE
         self.energy = energy_from_scratch(self.species, self.cells, params)
         self.graph_steps, self.use_graph = int(graph_steps), bool(use_graph)
         self._graph = None
@@ -184,10 +209,26 @@ class TorchKMC:
         """(R,) site of jump a from site vs."""
         return self._shell_sites(vs, self._shell[:8]).gather(1, a[:, None]).squeeze(1)
 
-    def _gather(self, sites: torch.Tensor) -> torch.Tensor:
-        """species at (R, ...) sites, as int64."""
+    def _gather(self, sites: torch.Tensor, species: torch.Tensor | None = None) -> torch.Tensor:
+        """species at (R, ...) sites, as int64 (of the rows `species`, default all of self.species)."""
         R = sites.shape[0]
-        return self.species.gather(1, sites.reshape(R, -1)).reshape(sites.shape).long()
+        sp = self.species if species is None else species
+        return sp.gather(1, sites.reshape(R, -1)).reshape(sites.shape).long()
+
+    def _table_of(self, vac_pos: torch.Tensor, dtype) -> torch.Tensor:
+        """(R, NT * TABLE_SLOTS) hashed vacancy table of positions vac_pos (R, V): vacancy v in the
+        first free slot of bin vac_pos[v] mod NT, in order of v. Raises if a bin overflows."""
+        R, S = vac_pos.shape[0], self.TABLE_SLOTS
+        h = vac_pos & (self._nt - 1)
+        hs, order = h.sort(dim=1, stable=True)
+        idx = torch.arange(self.V, device=vac_pos.device).expand(R, -1)
+        start = torch.ones_like(hs, dtype=torch.bool)
+        start[:, 1:] = hs[:, 1:] != hs[:, :-1]
+        rank = idx - torch.where(start, idx, torch.zeros_like(idx)).cummax(1).values  # place within its bin
+        if bool((rank >= S).any()):
+            raise ValueError(f"more than {S} vacancies in one bin of the vacancy table")
+        tab = torch.full((R, self._nt * S), -1, dtype=dtype, device=vac_pos.device)
+        return tab.scatter_(1, hs * S + rank, order.to(dtype))
 
     def neighbour_species(self) -> torch.Tensor:
         """(R, V, 14) int64: species on each vacancy's 1NN shell (entries 0..7, bcc.NN1 order, the same
@@ -200,9 +241,9 @@ class TorchKMC:
         return self._gather(self._shell_sites(self._shell_sites(self.vac_pos)[..., :8]))
 
     # -- rates ---------------------------------------------------------------------------------
-    def _rates_of(self, sites: torch.Tensor):
-        """Rates and dE (R, M, 8) of vacancies at sites (R, M)."""
-        sp = self._gather(self._shell_sites(sites, self._reach))  # (R, M, 14 + 8*14)
+    def _rates_of(self, sites: torch.Tensor, species: torch.Tensor | None = None):
+        """Rates and dE (R, M, 8) of vacancies at sites (R, M) (in the rows `species`, default all)."""
+        sp = self._gather(self._shell_sites(sites, self._reach), species)  # (R, M, 14 + 8*14)
         s_v, s_t = sp[..., :bcc.K], sp[..., bcc.K:].unflatten(-1, (8, bcc.K))  # (R, M, 14), (R, M, 8, 14)
         dE = jump_dE(s_v, s_t, self._W)
         return jump_rates(s_v[..., :8], dE, self.temperature, self.params, self._ea0), dE
@@ -294,6 +335,20 @@ class TorchKMC:
             old = self._vmap[rows, ts]  # -1: the target holds an atom
             self._vmap[rows, vs] = torch.where(active, torch.full_like(vm, -1), vm)
             self._vmap[rows, ts] = torch.where(active, vm, old)
+        if self._vtab is not None:  # v leaves its slot in bin(vs) and takes the first free one in bin(ts)
+            S, vm = self.TABLE_SLOTS, v.to(self._vtab.dtype)
+            k = torch.arange(S, device=self.device)
+            hv, ht = vs & (self._nt - 1), ts & (self._nt - 1)
+            moved = active & (hv != ht)
+            row = self._vtab.gather(1, hv[:, None] * S + k)  # (R, S)
+            at = hv * S + (row == vm[:, None]).to(torch.int8).argmax(1)
+            self._vtab[rows, at] = torch.where(moved, torch.full_like(vm, -1), self._vtab[rows, at])
+            row = self._vtab.gather(1, ht[:, None] * S + k)
+            free = row < 0
+            at = ht * S + free.to(torch.int8).argmax(1)
+            full = ~free.any(1)
+            self._vtab[rows, at] = torch.where(moved & ~full, vm, self._vtab[rows, at])
+            self._overflow |= moved & full
         self.time.copy_(new_time)
         self.energy += torch.where(active, dE, torch.zeros_like(dE))
         self.events += active
@@ -307,6 +362,22 @@ class TorchKMC:
             # vacancies on the 78 sites around the old and new site (distinct sites for cells >= 4)
             cand = self._vmap.gather(1, self._shell_sites(vs, self._near[a])).long()  # (R, 78)
             near = (cand >= 0) & (cand != v[:, None])
+        elif self._vtab is not None:
+            # the same 78 sites; a vacancy there other than v (now at vac_pos[v]) is looked up after
+            # compaction, in its table bin: the slot whose vacancy sits at that site
+            sites = self._shell_sites(vs, self._near[a])  # (R, 78)
+            here = self.vac_pos.gather(1, v[:, None])  # (R, 1)
+            near = (self._gather(sites) == VAC) & (sites != here)
+            count = near.cumsum(1, dtype=torch.int32)
+            slot = torch.where(near, count - 1, K).clamp_(max=K).long()
+            fs = torch.full((self.R, K + 1), -1, dtype=sites.dtype, device=self.device).scatter(1, slot, sites)[:, :K]
+            S = self.TABLE_SLOTS
+            bins = (fs & (self._nt - 1))[..., None] * S + torch.arange(S, device=self.device)  # (R, K, S)
+            ids = self._vtab.gather(1, bins.reshape(self.R, -1)).long()  # (R, K * S)
+            pos = self.vac_pos.gather(1, ids.clamp(min=0)).view(self.R, K, S)
+            hit = (ids.view(self.R, K, S) >= 0) & (pos == fs[..., None]) & (fs[..., None] >= 0)
+            found = torch.where(hit, ids.view(self.R, K, S), -1).amax(-1)  # (R, K); -1: a free slot
+            return torch.cat([v[:, None], torch.where(found >= 0, found, v[:, None])], 1), count[:, -1] > K
         else:
             # scan all V vacancy positions (int32 coordinates)
             m = 2 * self.cells
@@ -431,10 +502,11 @@ class TorchKMC:
         self._pure = (self._choose_classical, self._decide, self._update)
 
     def check(self) -> None:
-        """Raise if a local update ever missed a vacancy (more than max_local near the changed sites)."""
+        """Raise if a local update ever missed a vacancy (more than max_local near the changed sites) or
+        the vacancy table overflowed."""
         if bool(self._overflow.any()):
-            raise RuntimeError(f"more than max_local={self.max_local} vacancies near one event; "
-                               "raise max_local")
+            raise RuntimeError(f"more than max_local={self.max_local} vacancies near one event, or a "
+                               f"jump into a full bin of the vacancy table; raise max_local")
 
     def observe(self) -> pd.DataFrame:
         """Per-replica observables now: time, events, energy, Cu clusters (observables.cluster_stats_torch)."""
