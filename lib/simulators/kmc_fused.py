@@ -3,8 +3,8 @@ torch kernels per step.
 
 A TorchKMC step (kmc_torch.py) is pure functions, which torch.compile fuses, and two in-place parts
 it leaves eager so that compiling never copies the (R, N) species array: `_commit` (swap the vacancy
-and the atom, move the vacancy, update the site -> vacancy map or the vacancy table, the clock, the energy and the event
-count) and `_store` (write the affected vacancies' rates and energy changes, their totals and the
+and the atom, move the vacancy, update the site -> vacancy map or the vacancy table, the clock, the
+energy and the event count) and `_store` (write the affected vacancies' rates and energy changes, their totals and the
 block sums of the two-level choice). Eager, each line is one or two kernels. Under CUDA-graph replay
 a kernel costs about the same couple of microseconds whatever it does, so at the largest boxes, where
 the number of replicas is bound by memory, these launches were a large part of a step. Here each part

@@ -182,7 +182,9 @@ class TorchKMC:
             g[r0:r1], dE[r0:r1] = self._rates_of(self.vac_pos[r0:r1], self.species[r0:r1])
         self._store(self._vidx, g, dE, self._overflow)
         del g, dE
-        self.energy = energy_from_scratch(self.species, self.cells, params)
+        # on a GPU, larger site chunks (fewer launches at many replicas; temporaries ~ 2^26 entries)
+        self.energy = energy_from_scratch(self.species, self.cells, params,
+                                          block=1 << (26 if self.device.type == "cuda" else 22))
         self.graph_steps, self.use_graph = int(graph_steps), bool(use_graph)
         self._graph = None
         # torch.compile fuses the pure parts of a step (many small elementwise kernels; CUDA, compile
@@ -340,9 +342,9 @@ class TorchKMC:
             k = torch.arange(S, device=self.device)
             hv, ht = vs & (self._nt - 1), ts & (self._nt - 1)
             moved = active & (hv != ht)
-            row = self._vtab.gather(1, hv[:, None] * S + k)  # (R, S)
-            at = hv * S + (row == vm[:, None]).to(torch.int8).argmax(1)
-            self._vtab[rows, at] = torch.where(moved, torch.full_like(vm, -1), self._vtab[rows, at])
+            mine = self._vtab.gather(1, hv[:, None] * S + k) == vm[:, None]  # (R, S); none once overflowed
+            at = hv * S + mine.to(torch.int8).argmax(1)
+            self._vtab[rows, at] = torch.where(moved & mine.any(1), torch.full_like(vm, -1), self._vtab[rows, at])
             row = self._vtab.gather(1, ht[:, None] * S + k)
             free = row < 0
             at = ht * S + free.to(torch.int8).argmax(1)

@@ -1,6 +1,7 @@
 """TorchKMC's V-independent step: the two-level (block, vacancy, jump) inverse CDF picks what a flat
-inverse CDF picks, and the site -> vacancy map finds the same vacancies as a scan of all V, keeps
-itself, the rates and the block sums equal to a rebuild, and changes no trajectory."""
+inverse CDF picks, and the site -> vacancy map and the hashed vacancy table find the same vacancies
+as a scan of all V, keep themselves, the rates and the block sums equal to a rebuild, and change no
+trajectory."""
 
 import pytest
 import torch
@@ -62,10 +63,16 @@ def test_two_level_choice_matches_flat_inverse_cdf(cells, V):
     assert compared > 0.95 * 39 * R
 
 
+def _table_bins(kmc, tab):
+    """(R, NT, slots) bins of a vacancy table with each bin's entries sorted (slot order is history)."""
+    return tab.view(tab.shape[0], kmc._nt, kmc.TABLE_SLOTS).sort(-1).values
+
+
+@pytest.mark.parametrize("mode", ["map", "table"])
 @pytest.mark.parametrize("cells,V,max_local", [(8, 40, 24), (10, 100, 24)])
-def test_site_map_bookkeeping_matches_rebuild(cells, V, max_local):
-    kmc = TorchKMC(cells, 4, cu_frac=0.1, vacancies=V, seed=3, max_local=max_local, site_map=True)
-    assert kmc.site_map and kmc._local  # the local-update path with the map
+def test_site_map_bookkeeping_matches_rebuild(cells, V, max_local, mode):
+    kmc = TorchKMC(cells, 4, cu_frac=0.1, vacancies=V, seed=3, max_local=max_local, site_map=mode)
+    assert kmc.site_map == mode and kmc._local  # the local-update path with the map or table
     for _ in range(300):
         kmc.step()
     kmc.advance(float(kmc.time.max()) * 1.5)  # graph-chunk path; events past t_stop are suppressed
@@ -78,19 +85,26 @@ def test_site_map_bookkeeping_matches_rebuild(cells, V, max_local):
     pad[:, :V] = g.sum(-1)
     torch.testing.assert_close(kmc._bsum, pad.view(kmc.R, kmc._nb, kmc._Bk).sum(-1), rtol=RATE_RTOL, atol=0)
     torch.testing.assert_close(kmc.total_rate(), g.sum((1, 2)), rtol=RATE_RTOL, atol=0)
-    rebuilt = torch.full_like(kmc._vmap, -1).scatter_(1, kmc.vac_pos, kmc._vidx.to(kmc._vmap.dtype))
-    assert torch.equal(kmc._vmap, rebuilt)
-    assert torch.equal(kmc._vmap >= 0, kmc.species == 0)
+    if mode == "map":
+        rebuilt = torch.full_like(kmc._vmap, -1).scatter_(1, kmc.vac_pos, kmc._vidx.to(kmc._vmap.dtype))
+        assert torch.equal(kmc._vmap, rebuilt)
+        assert torch.equal(kmc._vmap >= 0, kmc.species == 0)
+    else:  # every vacancy once, in the bin of its site
+        assert kmc._nt >= 8 * V and kmc._nt & (kmc._nt - 1) == 0
+        assert torch.equal(_table_bins(kmc, kmc._vtab), _table_bins(kmc, kmc._table_of(kmc.vac_pos, kmc._vtab.dtype)))
+        assert int((kmc._vtab >= 0).sum()) == kmc.R * V
     assert (kmc.energy - energy_from_scratch(kmc.species, cells)).abs().max() < 1e-8
 
 
+@pytest.mark.parametrize("mode", ["map", "table"])
 @pytest.mark.parametrize("cells,V,max_local", [(4, 20, 18), (5, 30, 12), (8, 40, 8)])
-def test_site_map_finds_the_vacancies_a_scan_finds(cells, V, max_local):
+def test_site_map_finds_the_vacancies_a_scan_finds(cells, V, max_local, mode):
     """Event by event, the vacancies the map finds near the two changed sites are those the scan of all
     V finds (as sets; their order differs), and the overflow flags agree. cells 4 is the smallest box
     on the local path: the 78 sites around an event must be distinct there."""
     on, off = (TorchKMC(cells, 16, cu_frac=0.1, vacancies=V, seed=7, max_local=max_local, site_map=m)
-               for m in (True, False))
+               for m in (mode, False))
+    assert on.site_map == mode
     gen = torch.Generator().manual_seed(1)
     checked = 0
     for _ in range(60):
@@ -111,11 +125,12 @@ def test_site_map_finds_the_vacancies_a_scan_finds(cells, V, max_local):
     assert checked > 0.5 * 60 * on.R, checked  # most events did not overflow
 
 
+@pytest.mark.parametrize("mode", ["map", "table"])
 @pytest.mark.parametrize("cells,V,max_local", [(8, 40, 24), (10, 100, 24)])
-def test_site_map_on_and_off_give_identical_trajectories(cells, V, max_local):
+def test_site_map_on_and_off_give_identical_trajectories(cells, V, max_local, mode):
     on, off = (TorchKMC(cells, 3, cu_frac=0.1, vacancies=V, seed=5, max_local=max_local, site_map=m)
-               for m in (True, False))
-    assert on.site_map and not off.site_map and on._local
+               for m in (mode, False))
+    assert on.site_map == mode and not off.site_map and on._local
     logits = torch.randn(3, V, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     for k in range(200):
         lg = logits if k % 10 == 9 else None  # some policy steps too
@@ -131,8 +146,11 @@ def test_site_map_on_and_off_give_identical_trajectories(cells, V, max_local):
 
 
 def test_site_map_default_and_small_paths():
-    assert TorchKMC(8, 1, vacancies=65, max_local=8).site_map  # None: on when V > 64
+    assert TorchKMC(8, 1, vacancies=65, max_local=8).site_map == "table"  # None: the table when V > 64
+    assert TorchKMC(8, 1, vacancies=65, max_local=8, site_map=True).site_map == "map"
     assert not TorchKMC(8, 1, vacancies=64, max_local=8).site_map
+    with pytest.raises(ValueError, match="site_map"):
+        TorchKMC(8, 1, vacancies=65, max_local=8, site_map="hash")
     assert not TorchKMC(8, 1, vacancies=9, max_local=8, site_map=True).site_map  # full recompute path
     assert not TorchKMC(3, 1, vacancies=40, max_local=8, site_map=True).site_map  # tiny box
     kmc = TorchKMC(4, 2, cu_frac=0.0, vacancies=40, seed=0, max_local=1, site_map=True)
@@ -140,3 +158,27 @@ def test_site_map_default_and_small_paths():
         kmc.step()
     with pytest.raises(RuntimeError, match="max_local"):
         kmc.check()
+
+
+class _TwoSlotKMC(TorchKMC):
+    TABLE_SLOTS = 2  # bins that fill up: the overflow paths
+
+
+def test_vacancy_table_overflow_is_caught():
+    """A bin with no free slot: at the build, a ValueError; on a jump into it, the overflow flag, so
+    that check() raises (the trajectory is not silently wrong)."""
+    with pytest.raises(ValueError, match="vacancy table"):
+        _TwoSlotKMC(16, 16, cu_frac=0.1, vacancies=24, seed=1, max_local=8, site_map="table")
+    # 24 vacancies in 8,192 sites, 256 bins of 32 sites: seed 0 builds, and about half the replicas
+    # meet a full bin within 200 jumps
+    kmc = _TwoSlotKMC(16, 16, cu_frac=0.1, vacancies=24, seed=0, max_local=8, site_map="table")
+    assert not bool(kmc._overflow.any())
+    for _ in range(200):
+        kmc.step()
+    assert bool(kmc._overflow.any())
+    with pytest.raises(RuntimeError, match="vacancy table"):
+        kmc.check()
+    ok = ~kmc._overflow  # the replicas that never met a full bin kept a consistent table
+    assert bool(ok.any())
+    bins = _table_bins(kmc, kmc._vtab)[ok]
+    assert torch.equal(bins, _table_bins(kmc, kmc._table_of(kmc.vac_pos[ok], kmc._vtab.dtype)))
