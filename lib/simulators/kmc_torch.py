@@ -90,10 +90,11 @@ class TorchKMC:
     V >= 32768): 2 bytes per site, 3 in all with `species`. "table": a hash table of the vacancies
     by site, NT = next power of 2 >= 8 V bins of TABLE_SLOTS slots (vacancy indices, -1 free) per
     replica, bin = site mod NT; a look-up reads one bin's slots and the vacancy positions they name.
-    It costs 2 * 8 * NT / N (about 32 V / N) bytes per site: the box is 1 byte per site in all. A jump
-    into a full bin sets the overflow flag (`check()` raises); with at most 1/8 of a vacancy per bin
-    on average, 9 in one bin is far out in the tail (a Poisson(1/8) count reaches 9 with probability
-    ~2e-13). None: "table" when V > 64. Either exists only where rates are updated locally
+    It costs 2 * 8 * NT / N (16 to 32 V / N) bytes per site: the box is 1 byte per site in all. A jump
+    into a full bin sets the overflow flag (`check()` raises). With 1/16 to 1/8 of a vacancy per bin
+    on average (randomly placed vacancies), a jump lands in a bin that already holds 8 with
+    probability about 5e-15 to 1.3e-12 (Poisson): one run of 1e10 jumps fails with a chance of at
+    most about 1 %. None: "table" when V > 64. Either exists only where rates are updated locally
     (V - 1 > max_local and cells >= 4); `self.site_map` is "map", "table" or False.
 
     fused: do the in-place parts of a step (`_commit`, `_store`) as two Triton kernels
