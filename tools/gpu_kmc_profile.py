@@ -1,7 +1,7 @@
 """Where a TorchKMC step spends its GPU time at a large box (a development probe, not a book result).
 
-Usage: python3 tools/gpu_kmc_profile.py [cells] [replicas] [sites_per_vacancy] [site_map: on|map|table|off|auto] [compile: 0|1]
-                                        [fused: on|off|auto]
+Usage: python3 tools/gpu_kmc_profile.py [cells] [replicas] [sites_per_vacancy]
+                                        [site_map: on|map|table|off|auto] [compile: 0|1] [fused: on|off|auto]
        python3 tools/gpu_kmc_profile.py same   (the fused in-place step against the torch one on the
                                                GPU, graph replay: the same trajectory, or exit 1)
 Steps under CUDA-graph replay (eager, or through torch.compile with compile=1, as the notebooks
@@ -42,7 +42,8 @@ if sys.argv[1:2] == ["same"]:
 cells = int(sys.argv[1]) if len(sys.argv) > 1 else 172
 R = int(sys.argv[2]) if len(sys.argv) > 2 else 3370
 spv = int(sys.argv[3]) if len(sys.argv) > 3 else 8192
-site_map = {"on": True, "map": "map", "table": "table", "off": False, "auto": None}[sys.argv[4] if len(sys.argv) > 4 else "auto"]
+site_map = {"on": True, "map": "map", "table": "table", "off": False, "auto": None}[
+    sys.argv[4] if len(sys.argv) > 4 else "auto"]
 compiled = len(sys.argv) > 5 and sys.argv[5] == "1"
 fused = {"on": True, "off": False, "auto": None}[sys.argv[6] if len(sys.argv) > 6 else "auto"]
 N = n_sites(cells)

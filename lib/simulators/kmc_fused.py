@@ -4,11 +4,11 @@ torch kernels per step.
 A TorchKMC step (kmc_torch.py) is pure functions, which torch.compile fuses, and two in-place parts
 it leaves eager so that compiling never copies the (R, N) species array: `_commit` (swap the vacancy
 and the atom, move the vacancy, update the site -> vacancy map or the vacancy table, the clock, the
-energy and the event count) and `_store` (write the affected vacancies' rates and energy changes, their totals and the
-block sums of the two-level choice). Eager, each line is one or two kernels. Under CUDA-graph replay
-a kernel costs about the same couple of microseconds whatever it does, so at the largest boxes, where
-the number of replicas is bound by memory, these launches were a large part of a step. Here each part
-is one kernel, one lane per replica; `commit` and `store` do exactly what `TorchKMC._commit` and
+energy and the event count) and `_store` (write the affected vacancies' rates and energy changes,
+their totals and the block sums of the two-level choice). Eager, each line is one or two kernels.
+Under CUDA-graph replay a kernel costs about the same couple of microseconds whatever it does, so at
+the largest boxes, where the number of replicas is bound by memory, these launches were a large part
+of a step. Here each part is one kernel, one lane per replica; `commit` and `store` do exactly what `TorchKMC._commit` and
 `TorchKMC._store` do (tests/simulators/test_kmc_fused.py runs both on the same states).
 
 The two cannot be one kernel: the rates that `store` writes are computed from the committed state.

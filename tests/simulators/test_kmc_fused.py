@@ -31,8 +31,8 @@ def _assert_same(a, b):
 
 # R = 130: two programs of 128 lanes, the second mostly masked; V = 20 and 75: blocks of 20 (not a
 # power of two) and of 32 with a padded last block; V = 3: every vacancy recomputed (no local update)
-@pytest.mark.parametrize("cells,R,V,site_map", [(6, 130, 20, True), (8, 3, 75, True), (8, 5, 75, False), (4, 7, 3, None),
-                                                (6, 130, 20, "table"), (8, 3, 75, None)])
+@pytest.mark.parametrize("cells,R,V,site_map", [(6, 130, 20, True), (8, 3, 75, True), (8, 5, 75, False),
+                                                (4, 7, 3, None), (6, 130, 20, "table"), (8, 3, 75, None)])
 def test_fused_step_follows_the_torch_trajectory(cells, R, V, site_map):
     a, b = _pair(cells=cells, replicas=R, cu_frac=0.1, vacancies=V, seed=5, max_local=16, site_map=site_map)
     assert a.site_map == b.site_map and b.fused and not a.fused
