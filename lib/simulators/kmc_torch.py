@@ -508,9 +508,8 @@ class TorchKMC:
         """Raise if a local update ever missed a vacancy (more than max_local near the changed sites) or
         the vacancy table overflowed."""
         if bool(self._overflow.any()):
-            raise RuntimeError(f"more than max_local={self.max_local} vacancies near one event (raise "
-                               f"max_local), or a jump into a full bin of the vacancy table (raise TABLE_SLOTS "
-                               f"from {self.TABLE_SLOTS})")
+            raise RuntimeError(f"more than max_local={self.max_local} vacancies near one event, or a "
+                               f"jump into a full bin of the vacancy table; raise max_local")
 
     def observe(self) -> pd.DataFrame:
         """Per-replica observables now: time, events, energy, Cu clusters (observables.cluster_stats_torch)."""
