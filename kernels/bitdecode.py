@@ -535,7 +535,8 @@ def bitdecode_attention(q, cache, *, sm_scale=None, impl="triton", num_splits=No
     `default_config`. tile_softmax (Triton impl): one softmax max and rescale per 128-token tile
     (all 8 slabs' scores kept, joined in registers) instead of one per 16-token slab. magic_cvt
     (Triton and tokens-in-M impls): False for the plain int->fp16 convert, True for the 0x6400 magic
-    number one code at a time, "asm" for inline PTX (two codes of two words per instruction). Defaults: tile_softmax and "asm" on a GPU (the fastest pair in the H200 sweep of
+    number one code at a time, "asm" for inline PTX (two codes of two words per instruction).
+    Defaults: tile_softmax and "asm" on a GPU (the fastest pair in the H200 sweep of
     tools/gpu_bitdecode_check.py, and correct in all its cases), the plain per-slab path under the
     Triton interpreter (which cannot run inline PTX)."""
     B, H, D = q.shape
@@ -708,8 +709,8 @@ def bench_shape(B, H, Hkv, T, D=128, *, bits=(4, 2), impls=LOWBIT_IMPLS, fp16=FP
     time every backend, fp16 ones included, as a CUDA-graph replay (`bench.time_graph_ms`: GPU
     time, no host overhead; `graphed` says where capture worked). Rows: {batch, seq_len, n_q, n_kv,
     head_dim, bits, backend, config, ms, gbps, bytes, graphed, error}. A backend that cannot run (no
-    kernel, out of memory) gets an error and NaN. strict=False records a wrong result as an error starting "WRONG" (not timed)
-    instead of raising."""
+    kernel, out of memory) gets an error and NaN. strict=False records a wrong result as an error
+    starting "WRONG" (not timed) instead of raising."""
     from msrbook.bench import gbps, time_graph_ms, time_ms
     from msrbook.kernels.decode_attention import decode_bytes
     from msrbook.kvquant import QuantConfig, QuantKVCache
