@@ -371,16 +371,14 @@ class TorchKMC:
             sites = self._shell_sites(vs, self._near[a])  # (R, 78)
             here = self.vac_pos.gather(1, v[:, None])  # (R, 1)
             near = (self._gather(sites) == VAC) & (sites != here)
-            count = near.cumsum(1, dtype=torch.int32)
-            slot = torch.where(near, count - 1, K).clamp_(max=K).long()
-            fs = torch.full((self.R, K + 1), -1, dtype=sites.dtype, device=self.device).scatter(1, slot, sites)[:, :K]
+            fs, overflow = self._compact(near, sites, sites.new_full((1, 1), -1))  # (R, K) sites, -1 free
             S = self.TABLE_SLOTS
             bins = (fs & (self._nt - 1))[..., None] * S + torch.arange(S, device=self.device)  # (R, K, S)
             ids = self._vtab.gather(1, bins.reshape(self.R, -1)).long()  # (R, K * S)
             pos = self.vac_pos.gather(1, ids.clamp(min=0)).view(self.R, K, S)
             hit = (ids.view(self.R, K, S) >= 0) & (pos == fs[..., None]) & (fs[..., None] >= 0)
             found = torch.where(hit, ids.view(self.R, K, S), -1).amax(-1)  # (R, K); -1: a free slot
-            return torch.cat([v[:, None], torch.where(found >= 0, found, v[:, None])], 1), count[:, -1] > K
+            return torch.cat([v[:, None], torch.where(found >= 0, found, v[:, None])], 1), overflow
         else:
             # scan all V vacancy positions (int32 coordinates)
             m = 2 * self.cells
@@ -393,13 +391,19 @@ class TorchKMC:
                 near = near | self._influence[d[..., 0], d[..., 1], d[..., 2]]
             near = near & (self._vidx != v[:, None])
             cand = self._vidx
+        # free slots keep v, whose recompute is repeated harmlessly
+        buf, overflow = self._compact(near, cand, v[:, None])
+        return torch.cat([v[:, None], buf], 1), overflow
+
+    def _compact(self, near, values, fill):
+        """Pure: the values (R, N) where near (R, N) is set, in order, packed into max_local slots
+        (a scan, no sort) -> (R, max_local), the free slots holding fill ((R, 1) or (1, 1)); and an
+        (R,) flag where more than max_local were set. Slot max_local collects the excess and is dropped."""
+        K = self.max_local
         count = near.cumsum(1, dtype=torch.int32)
-        overflow = count[:, -1] > K
-        # compact the flagged vacancies into max_local slots (a scan, no sort); free slots keep v,
-        # whose recompute is repeated harmlessly; slot max_local collects the overflow and is dropped
         slot = torch.where(near, count - 1, K).clamp_(max=K).long()
-        buf = v[:, None].expand(self.R, K + 1).scatter(1, slot, cand)
-        return torch.cat([v[:, None], buf[:, :K]], 1), overflow
+        buf = fill.expand(self.R, K + 1).scatter(1, slot, values)
+        return buf[:, :K], count[:, -1] > K
 
     def _update(self, v, a, vs, ts):
         """Pure: affected vacancies (R, M), their new rates and dE (R, M, 8), overflow (R,)."""
@@ -508,8 +512,10 @@ class TorchKMC:
         """Raise if a local update ever missed a vacancy (more than max_local near the changed sites) or
         the vacancy table overflowed."""
         if bool(self._overflow.any()):
-            raise RuntimeError(f"more than max_local={self.max_local} vacancies near one event, or a "
-                               f"jump into a full bin of the vacancy table; raise max_local")
+            table = (f"; or, with the vacancy table (site_map='table' here), a vacancy jumped into a full bin: "
+                     f"raise TorchKMC.TABLE_SLOTS (now {self.TABLE_SLOTS})") if self._vtab is not None else ""
+            raise RuntimeError(f"a local rate update missed a vacancy: more than max_local={self.max_local} "
+                               f"vacancies were near one event (raise max_local){table}")
 
     def observe(self) -> pd.DataFrame:
         """Per-replica observables now: time, events, energy, Cu clusters (observables.cluster_stats_torch)."""
