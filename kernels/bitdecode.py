@@ -526,10 +526,11 @@ def plan(q, cache, num_splits=None):
 
 
 def bitdecode_attention(q, cache, *, sm_scale=None, impl="triton", num_splits=None, num_warps=None, num_stages=None,
-                        tile_softmax=None, magic_cvt=None):
+                        tile_softmax=None, magic_cvt=None, maxnreg=None):
     """Decode attention of q [B, H, D] over a QuantKVCache -> [B, H, D] in q's dtype.
     impl: "triton" (tensor cores), "triton_tm" (tensor cores with the tokens in the rows of the
-    products, kernels/bitdecode_tm.py, experimental; 1 warp and 2 stages by default), "cuda_core"
+    products, kernels/bitdecode_tm.py, experimental; 1 warp and 2 stages by default), "triton_tm2"
+    (the same in channel halves, fewer live registers, K per channel only; kernels/bitdecode_tm2.py), "cuda_core"
     (broadcast products), "naive" (dequantize to a full fp16 K/V with torch ops, then our dense
     Triton decode), "ref" (fp32 reference on the dequantized cache). Knobs left as None come from
     `default_config`. tile_softmax (Triton impl): one softmax max and rescale per 128-token tile
@@ -538,7 +539,8 @@ def bitdecode_attention(q, cache, *, sm_scale=None, impl="triton", num_splits=No
     number one code at a time, "asm" for inline PTX (two codes of two words per instruction).
     Defaults: tile_softmax and "asm" on a GPU (the fastest pair in the H200 sweep of
     tools/gpu_bitdecode_check.py, and correct in all its cases), the plain per-slab path under the
-    Triton interpreter (which cannot run inline PTX)."""
+    Triton interpreter (which cannot run inline PTX). maxnreg (GPU kernels): a cap on registers per
+    thread (ptxas .maxnreg), trading spills for more resident warps; None leaves it to ptxas."""
     B, H, D = q.shape
     assert (cache.B, cache.D) == (B, D) and H % cache.Hkv == 0, (q.shape, cache.B, cache.Hkv, cache.D)
     sm_scale = 1.0 / math.sqrt(D) if sm_scale is None else sm_scale
@@ -547,7 +549,9 @@ def bitdecode_attention(q, cache, *, sm_scale=None, impl="triton", num_splits=No
         return decode_attention_ref(q, k, v, sm_scale=sm_scale).to(q.dtype)
     if impl == "naive":
         return _naive(q, cache, sm_scale)
-    assert impl in ("triton", "triton_tm", "cuda_core"), impl
+    assert impl in ("triton", "triton_tm", "triton_tm2", "cuda_core"), impl
+    if impl == "triton_tm2" and cache.cfg.k_mode != "KC":
+        raise ValueError("impl='triton_tm2' needs K per channel (KC), not " + cache.cfg.k_mode)
     cfg, Hkv, G = cache.cfg, cache.Hkv, H // cache.Hkv
     n_tiles, splits, tiles_per_split = plan(q, cache, num_splits)
     dflt = default_config(B, Hkv, n_tiles, device_limits(q.device)["sm_count"])
@@ -563,8 +567,11 @@ def bitdecode_attention(q, cache, *, sm_scale=None, impl="triton", num_splits=No
         kernel, block_g = _bitdecode_split_kernel, max(16, block_g)  # tl.dot rows: at least 16
         tile_softmax = not _interpreting() if tile_softmax is None else tile_softmax
         extra = dict(USE_DOT=True, TILE_SOFTMAX=bool(tile_softmax), MAGIC=magic)
-    elif impl == "triton_tm":
-        from msrbook.kernels.bitdecode_tm import _tm_split_kernel as kernel  # it imports this module
+    elif impl in ("triton_tm", "triton_tm2"):
+        if impl == "triton_tm":
+            from msrbook.kernels.bitdecode_tm import _tm_split_kernel as kernel  # it imports this module
+        else:
+            from msrbook.kernels.bitdecode_tm2 import _tm2_split_kernel as kernel
 
         # 1 warp and 2 stages: the fastest of its settings in the H200 check (tools/gpu_bitdecode_check.py)
         extra, num_warps, num_stages = dict(MAGIC=magic, LAZY=8.0), num_warps or 1, num_stages or 2
@@ -579,6 +586,7 @@ def bitdecode_attention(q, cache, *, sm_scale=None, impl="triton", num_splits=No
         BLOCK_R=16,  # small residual tiles keep shared memory (and so occupancy) for the packed loop
         **extra,
         num_warps=num_warps or dflt.num_warps, num_stages=num_stages or dflt.num_stages,
+        **({"maxnreg": int(maxnreg)} if maxnreg else {}),
     )
     total = splits + 1
     _decode_combine_kernel[(B * H,)](
@@ -622,9 +630,9 @@ def _naive(q, cache, sm_scale):
 
 def compile_for_target(kernel: str, *, bits: int, k_mode: str = "KC", G: int = 4, D: int = 128, tile: int = 128,
                        arch: int = 90, tile_softmax: bool = True, magic_cvt: bool = True, num_warps: int = 4,
-                       num_stages: int = 3):
+                       num_stages: int = 3, maxnreg: int | None = None):
     """Compile one kernel for GPUTarget("cuda", arch, 32) with no GPU present (the interpreter lets
-    some errors through). kernel: "triton", "triton_tm", "cuda_core" or "quantize_pack". Pointer
+    some errors through). kernel: "triton", "triton_tm", "triton_tm2", "cuda_core" or "quantize_pack". Pointer
     and stride arguments are marked 16-divisible as the JIT marks them at run time. Returns the
     compiled kernel (its .asm holds ttgir and ptx). Must run in a process where TRITON_INTERPRET is
     unset."""
@@ -645,9 +653,11 @@ def compile_for_target(kernel: str, *, bits: int, k_mode: str = "KC", G: int = 4
             fn = _bitdecode_split_kernel
             const.update(BLOCK_G=max(16, const["BLOCK_G"]), USE_DOT=True, TILE_SOFTMAX=tile_softmax,
                          MAGIC=_cvt_mode(magic_cvt, interpreter_ok=True))
-        elif kernel == "triton_tm":
+        elif kernel in ("triton_tm", "triton_tm2"):
             from msrbook.kernels.bitdecode_tm import _tm_split_kernel as fn
+            from msrbook.kernels.bitdecode_tm2 import _tm2_split_kernel
 
+            fn = _tm2_split_kernel if kernel == "triton_tm2" else fn
             const.update(MAGIC=_cvt_mode(magic_cvt, interpreter_ok=True), LAZY=8.0)
         else:
             fn, const["USE_DOT"] = _bitdecode_split_cuda_core_kernel, False
@@ -655,7 +665,7 @@ def compile_for_target(kernel: str, *, bits: int, k_mode: str = "KC", G: int = 4
     div16 = [i for i, name in enumerate(fn.arg_names) if types.get(name, "").startswith("*") or name.startswith("stride_")]
     attrs = {(i,): [["tt.divisibility", 16]] for i in div16}
     return triton.compile(ASTSource(fn=fn, signature=sig, constexprs=const, attrs=attrs), target=GPUTarget("cuda", arch, 32),
-                          options=dict(num_warps=num_warps, num_stages=num_stages))
+                          options=dict(num_warps=num_warps, num_stages=num_stages, **({"maxnreg": maxnreg} if maxnreg else {})))
 
 
 # ------------------------------------------------------------------------------------ bytes and main

@@ -10,7 +10,8 @@
 3. A compact table last: ms, GB/s, % of the measured roofline, speedup over the fastest fp16
    baseline against the ideal 16 / (b + 0.25). Exits non-zero if any check failed.
 
-It also checks and times the experimental tokens-in-M kernel (kernels/bitdecode_tm.py).
+It also checks and times the experimental tokens-in-M kernels (kernels/bitdecode_tm.py, and in channel
+halves kernels/bitdecode_tm2.py).
 
 Usage: python3 tools/gpu_bitdecode_check.py [--full | --tm-quick] ; rows go to $OUT/bitdecode_rows.json.
 Without --full it took about 4 minutes on an H200 (compiles included, before the tokens-in-M rows
@@ -72,10 +73,12 @@ def check_decode(full=False):
             for impl in ("triton", "cuda_core", "naive") if not kw else ("triton",):
                 out = bitdecode_attention(q, cache, impl=impl, **kw)
                 assert_close(out.float(), ref, rtol=0, atol=1e-2 * float(ref.abs().max()), name=f"{impl} {label}")
-            if not kw:  # the experimental tokens-in-M kernel, 1 and 2 warps
-                for warps in (1, 2):
-                    out = bitdecode_attention(q, cache, impl="triton_tm", num_warps=warps)
-                    assert_close(out.float(), ref, rtol=0, atol=1e-2 * float(ref.abs().max()), name=f"tm w{warps} {label}")
+            if not kw:  # the experimental tokens-in-M kernels: 1 and 2 warps; in channel halves (KC only), 1 warp and a register cap
+                tms = [dict(impl="triton_tm", num_warps=w) for w in (1, 2)]
+                tms += [dict(impl="triton_tm2"), dict(impl="triton_tm2", maxnreg=128)] if k_mode == "KC" else []
+                for tm in tms:
+                    out = bitdecode_attention(q, cache, **tm)
+                    assert_close(out.float(), ref, rtol=0, atol=1e-2 * float(ref.abs().max()), name=f"{tm} {label}")
             log(f"ok   {label}")
         except Exception as err:  # noqa: BLE001 -- collected, printed, and raised at the end
             FAILURES.append(f"{label}: {type(err).__name__}: {str(err)[:300]}")
@@ -162,6 +165,8 @@ def main():
                                      (32, 1, 3, True), (64, 1, 3, True), (128, 2, 3, True), (32, 2, 4, True), (32, 2, 2, True),
                                      (16, 2, 3, True), (128, 1, 3, True))]
     configs += tm_configs(TM_SETTINGS)  # the experimental tokens-in-M kernel, same shape, same data
+    configs += [dict(impl="triton_tm2", num_splits=sp, num_warps=1, num_stages=2, magic_cvt="asm", **({"maxnreg": r} if r else {}))
+                for sp, r in ((32, None), (32, 168), (48, 128), (64, 168))]  # in channel halves (kernels/bitdecode_tm2.py)
     if args.full:
         configs += [dict(num_splits=s, num_warps=w, num_stages=st) for s, w, st in
                     ((64, 2, 3), (128, 2, 3), (32, 4, 2), (128, 4, 3), (32, 8, 3), (32, 4, 4))]
