@@ -17,7 +17,7 @@ kernels/bitdecode.py.
 import triton
 import triton.language as tl
 
-from msrbook.kernels.bitdecode import _codes_fp16, _half2, _residual_part, _split_setup
+from msrbook.kernels.bitdecode import _codes_fp16, _half2, _pv_operand, _residual_part, _split_setup, _unscale_scores
 
 
 @triton.jit
@@ -54,11 +54,11 @@ def _pv_half(VC, c_base, row0, offs_h, acc, p0, p1, p2, p3, p4, p5, p6, p7, BITS
 
 
 @triton.jit
-def _pj(s, m_i, vm_t, offs_w):
-    """p = 2^(s - m) of one slab [ROWS, BLOCK_G], its p o s_v in fp16, and its sums of p and p * z_v."""
+def _pj(s, m_i, vm_t, offs_w, j: tl.constexpr, BITS: tl.constexpr, MAGIC: tl.constexpr):
+    """p = 2^(s - m) of slab j [ROWS, BLOCK_G], its p o s_v as the fp16 operand, and its sums of p and p * z_v."""
     p = tl.exp2(s - m_i[None, :])
-    vs, vz = _half2(tl.load(vm_t + offs_w))  # [ROWS]
-    return (p * vs[:, None]).to(tl.float16), tl.sum(p, 0), tl.sum(p * vz[:, None], 0)
+    vs, vz = _half2(tl.load(vm_t + j * offs_w.shape[0] + offs_w))  # [ROWS]
+    return _pv_operand(p * vs[:, None], j, BITS, MAGIC), tl.sum(p, 0), tl.sum(p * vz[:, None], 0)
 
 
 @triton.jit
@@ -95,14 +95,14 @@ def _tm2_split_kernel(
             s0, s1, s2, s3, s4, s5, s6, s7, qz2 = _scores_half(KC, c_base, row0 + DH, offs_h, q_hi, km_base + t * D + DH,
                                                                s0, s1, s2, s3, s4, s5, s6, s7, BITS, MAGIC)
             c = ((qz + qz2) * qk_scale)[None, :]
-            s0 = s0 * qk_scale + c
-            s1 = s1 * qk_scale + c
-            s2 = s2 * qk_scale + c
-            s3 = s3 * qk_scale + c
-            s4 = s4 * qk_scale + c
-            s5 = s5 * qk_scale + c
-            s6 = s6 * qk_scale + c
-            s7 = s7 * qk_scale + c
+            s0 = _unscale_scores(s0, 0, BITS, MAGIC) * qk_scale + c
+            s1 = _unscale_scores(s1, 1, BITS, MAGIC) * qk_scale + c
+            s2 = _unscale_scores(s2, 2, BITS, MAGIC) * qk_scale + c
+            s3 = _unscale_scores(s3, 3, BITS, MAGIC) * qk_scale + c
+            s4 = _unscale_scores(s4, 4, BITS, MAGIC) * qk_scale + c
+            s5 = _unscale_scores(s5, 5, BITS, MAGIC) * qk_scale + c
+            s6 = _unscale_scores(s6, 6, BITS, MAGIC) * qk_scale + c
+            s7 = _unscale_scores(s7, 7, BITS, MAGIC) * qk_scale + c
             mx = tl.maximum(tl.maximum(tl.maximum(tl.max(s0, 0), tl.max(s1, 0)), tl.maximum(tl.max(s2, 0), tl.max(s3, 0))),
                             tl.maximum(tl.maximum(tl.max(s4, 0), tl.max(s5, 0)), tl.maximum(tl.max(s6, 0), tl.max(s7, 0))))
             m_new = tl.maximum(m_i, mx)
@@ -114,18 +114,21 @@ def _tm2_split_kernel(
                 z_i = z_i * alpha
                 m_i = m_new
             vm_t = vm_base + t * TILE
-            p0, a0, b0 = _pj(s0, m_i, vm_t, offs_w)
-            p1, a1, b1 = _pj(s1, m_i, vm_t + ROWS, offs_w)
-            p2, a2, b2 = _pj(s2, m_i, vm_t + 2 * ROWS, offs_w)
-            p3, a3, b3 = _pj(s3, m_i, vm_t + 3 * ROWS, offs_w)
-            p4, a4, b4 = _pj(s4, m_i, vm_t + 4 * ROWS, offs_w)
-            p5, a5, b5 = _pj(s5, m_i, vm_t + 5 * ROWS, offs_w)
-            p6, a6, b6 = _pj(s6, m_i, vm_t + 6 * ROWS, offs_w)
-            p7, a7, b7 = _pj(s7, m_i, vm_t + 7 * ROWS, offs_w)
+            p0, a0, b0 = _pj(s0, m_i, vm_t, offs_w, 0, BITS, MAGIC)
+            p1, a1, b1 = _pj(s1, m_i, vm_t, offs_w, 1, BITS, MAGIC)
+            p2, a2, b2 = _pj(s2, m_i, vm_t, offs_w, 2, BITS, MAGIC)
+            p3, a3, b3 = _pj(s3, m_i, vm_t, offs_w, 3, BITS, MAGIC)
+            p4, a4, b4 = _pj(s4, m_i, vm_t, offs_w, 4, BITS, MAGIC)
+            p5, a5, b5 = _pj(s5, m_i, vm_t, offs_w, 5, BITS, MAGIC)
+            p6, a6, b6 = _pj(s6, m_i, vm_t, offs_w, 6, BITS, MAGIC)
+            p7, a7, b7 = _pj(s7, m_i, vm_t, offs_w, 7, BITS, MAGIC)
             l_i = l_i + (((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)))
             z_i = z_i + (((b0 + b1) + (b2 + b3)) + ((b4 + b5) + (b6 + b7)))
             acc_lo = _pv_half(VC, c_base, row0, offs_h, acc_lo, p0, p1, p2, p3, p4, p5, p6, p7, BITS, MAGIC)
             acc_hi = _pv_half(VC, c_base, row0 + DH, offs_h, acc_hi, p0, p1, p2, p3, p4, p5, p6, p7, BITS, MAGIC)
+        if MAGIC >= 3:  # SUB_SCALE: the subnormal convert's 2^-24
+            acc_lo = acc_lo * 16777216.0
+            acc_hi = acc_hi * 16777216.0
         out_lo = tl.trans(acc_lo + z_i[None, :])  # [BLOCK_G, DH]
         out_hi = tl.trans(acc_hi + z_i[None, :])
     else:

@@ -103,6 +103,57 @@ def tm_rows(B=1, H=32, Hkv=32, T=131072 + 100, D=128, settings=TM_SETTINGS, fp16
     return rows
 
 
+def sub_probe():
+    """magic_cvt="sub" (fp16 subnormals, masks only) and "sub_plain" against the fp32 reference on the
+    dequantized cache for every kernel, then the claim shape timed against the "asm" convert."""
+    props = torch.cuda.get_device_properties(0)
+    log(f"{props.name}, {props.multi_processor_count} SMs")
+    impls = [("triton", dict(tile_softmax=True)), ("triton", dict(tile_softmax=False)), ("triton_tm", {}), ("triton_tm2", {}),
+             ("triton_tm2", dict(maxnreg=128))]
+    shapes = [(3, 32, 8, 1000, 128), (1, 32, 32, 4196, 128), (2, 8, 1, 37, 64), (2, 32, 8, 20000, 128)]
+    for bits in (4, 2):
+        for k_mode in ("KC", "KT"):
+            for B, H, Hkv, T, D in shapes:
+                g = torch.Generator(device="cuda").manual_seed(T)
+                q = torch.randn(B, H, D, device="cuda", generator=g).half()
+                k, v = (torch.randn(B, Hkv, T, D, device="cuda", generator=g).half() for _ in range(2))
+                k[..., 7] *= 10  # an outlier channel
+                cache = QuantKVCache(QuantConfig(bits=bits, k_mode=k_mode), B, Hkv, D, device="cuda")
+                cache.append(k, v)
+                ref = decode_attention_ref(q, *cache.dequantized())
+                for impl, kw in impls:
+                    if impl == "triton_tm2" and k_mode == "KT":
+                        continue
+                    for mc in ("sub", "sub_plain"):
+                        label = f"{impl} {kw} {mc} {bits}-bit {k_mode} B={B} H={H}/{Hkv} T={T} D={D}"
+                        try:
+                            out = bitdecode_attention(q, cache, impl=impl, magic_cvt=mc, **kw)
+                            err = float((out.float() - ref).abs().max() / ref.abs().max())
+                            assert err <= 1e-2, f"max error {err:.2e} of the output scale"
+                        except Exception as e:  # noqa: BLE001 -- collected and reported
+                            FAILURES.append(f"{label}: {type(e).__name__}: {str(e)[:200]}")
+                            log("FAIL " + FAILURES[-1])
+    log(f"checks done, {len(FAILURES)} failures")
+    configs = []
+    for mc in ("asm", "sub"):
+        configs += [dict(impl="triton", num_splits=16, num_warps=2, num_stages=3, tile_softmax=True, magic_cvt=mc),
+                    dict(impl="triton_tm", num_splits=32, num_warps=1, num_stages=2, magic_cvt=mc),
+                    dict(impl="triton_tm2", num_splits=32, num_warps=1, num_stages=2, magic_cvt=mc),
+                    dict(impl="triton_tm2", num_splits=32, num_warps=1, num_stages=2, magic_cvt=mc, maxnreg=168),
+                    dict(impl="triton_tm2", num_splits=48, num_warps=1, num_stages=2, magic_cvt=mc, maxnreg=128)]
+    configs += [dict(impl="triton", num_splits=32, num_warps=2, num_stages=3, tile_softmax=True, magic_cvt="sub"),
+                dict(impl="triton_tm2", num_splits=64, num_warps=1, num_stages=2, magic_cvt="sub", maxnreg=128)]
+    rows = bench_shape(1, 32, 32, 131072 + 100, impls=(), fp16=("sdpa_cudnn",), configs=configs, strict=False)
+    fp16 = min(r["ms"] for r in rows if r["bits"] == 16)
+    for r in rows:
+        log(f"  int{r['bits']} {r['backend']} {r['config']}: {r['ms']:.4f} ms  x{fp16 / r['ms']:.2f}  {r['error'][:150]}")
+    if "OUT" in os.environ:
+        with open(os.path.join(os.environ["OUT"], "bitdecode_sub.json"), "w") as f:
+            json.dump({"device": props.name, "rows": rows, "failures": FAILURES}, f, indent=1)
+    if FAILURES:
+        raise SystemExit("FAILED checks:\n" + "\n".join(FAILURES))
+
+
 def host_overhead_probe():
     """The same low-bit call timed eagerly (time_ms: host overhead beyond the L2 flush leaks in) and
     as a graph replay (GPU time only), at a short and at the claim's length: the difference is the
@@ -145,9 +196,14 @@ def check_quantize_pack():
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--full", action="store_true", help="more correctness cases and timing shapes (several minutes)")
+    ap.add_argument("--sub", action="store_true",
+                    help="only the subnormal convert: checks at several shapes, then claim-shape timings against 'asm'")
     ap.add_argument("--tm-quick", action="store_true",
                     help="only a first look at the tokens-in-M kernel at the claim shape (about a minute)")
     args = ap.parse_args()
+    if args.sub:
+        sub_probe()
+        return
     if args.tm_quick:
         host_overhead_probe()
         tm_rows(settings=((32, 1, 3, "asm"), (16, 1, 3, "asm"), (64, 2, 2, "asm")), fp16=("sdpa_cudnn",))  # logs each row
