@@ -11,8 +11,9 @@ TTGIR: no fp16 copy of the tile goes through shared memory).
 
 Scale and zero are folded out of the inner loop, so the per-element work is only turning a code into
 fp16 (small integers are exact in fp16): a shift, a mask and a convert (magic_cvt=False), the
-0x6400 magic number (True), or on a GPU, by default, inline PTX that decodes four codes of two words
-in five instructions ("asm", `ASM_SLOT_PAIR`). The tensor cores do the rest:
+0x6400 magic number (True), inline PTX that decodes four codes of two words in five instructions
+("asm", `ASM_SLOT_PAIR`), or on a GPU, by default, the same as fp16 subnormals c * 2^-24 in three
+("sub", `ASM_SLOT_PAIR_SUB`; the scale is undone once, in fp32). The tensor cores do the rest:
   K per channel over the tile's tokens (KC):  q . (c o s + z) = (q o s) . c + q . z
       (q o s computed once per tile, q . z is one number per query head and tile)
   K per token (KT):                           q . (c s_n + z_n) = s_n (q . c) + z_n sum(q)
@@ -580,9 +581,11 @@ def _interpreting() -> bool:
 
 
 def default_cvt():
-    """magic_cvt when none is given: inline PTX on an NVIDIA GPU; the plain convert under the Triton
-    interpreter (which cannot run PTX) and on ROCm."""
-    return False if _interpreting() or torch.version.hip else "asm"
+    """magic_cvt when none is given: the subnormal inline PTX on an NVIDIA GPU (faster than "asm" for
+    every kernel at the claim shape on an H200, and correct in every case of
+    `tools/gpu_bitdecode_check.py --sub`); the plain convert under the Triton interpreter (which
+    cannot run PTX) and on ROCm."""
+    return False if _interpreting() or torch.version.hip else "sub"
 
 
 def _cvt_mode(magic_cvt, interpreter_ok=False) -> int:
@@ -621,8 +624,8 @@ def bitdecode_attention(q, cache, *, sm_scale=None, impl="triton", num_splits=No
     (Triton and tokens-in-M impls): False for the plain int->fp16 convert, True for the 0x6400 magic
     number one code at a time, "asm" for inline PTX (two codes of two words per instruction), "sub"
     for the fp16-subnormal form (inline PTX, masks only; "sub_plain" the same with plain ops).
-    Defaults: tile_softmax and "asm" on a GPU (the fastest pair in the H200 sweep of
-    tools/gpu_bitdecode_check.py, and correct in all its cases), the plain per-slab path under the
+    Defaults: tile_softmax and "sub" on a GPU (`default_cvt`; tile_softmax the faster in the H200
+    sweep of tools/gpu_bitdecode_check.py), the plain per-slab path under the
     Triton interpreter (which cannot run inline PTX). maxnreg (GPU kernels): a cap on registers per
     thread (ptxas .maxnreg), trading spills for more resident warps; None leaves it to ptxas."""
     B, H, D = q.shape
