@@ -55,10 +55,11 @@ def _pv_half(VC, c_base, row0, offs_h, acc, p0, p1, p2, p3, p4, p5, p6, p7, BITS
 
 @triton.jit
 def _pj(s, m_i, vm_t, offs_w, j: tl.constexpr, BITS: tl.constexpr, MAGIC: tl.constexpr):
-    """p = 2^(s - m) of slab j [ROWS, BLOCK_G], its p o s_v as the fp16 operand, and its sums of p and p * z_v."""
+    """p = 2^(s - m) of slab j [ROWS, BLOCK_G], its p o s_v as the fp16 operand, and p * z_v (the sums
+    over tokens are taken once per tile, after the 8 slabs are added: one cross-lane reduction, not 8)."""
     p = tl.exp2(s - m_i[None, :])
     vs, vz = _half2(tl.load(vm_t + j * offs_w.shape[0] + offs_w))  # [ROWS]
-    return _pv_operand(p * vs[:, None], j, BITS, MAGIC), tl.sum(p, 0), tl.sum(p * vz[:, None], 0)
+    return _pv_operand(p * vs[:, None], j, BITS, MAGIC), p, p * vz[:, None]
 
 
 @triton.jit
@@ -103,8 +104,9 @@ def _tm2_split_kernel(
             s5 = _unscale_scores(s5, 5, BITS, MAGIC) * qk_scale + c
             s6 = _unscale_scores(s6, 6, BITS, MAGIC) * qk_scale + c
             s7 = _unscale_scores(s7, 7, BITS, MAGIC) * qk_scale + c
-            mx = tl.maximum(tl.maximum(tl.maximum(tl.max(s0, 0), tl.max(s1, 0)), tl.maximum(tl.max(s2, 0), tl.max(s3, 0))),
-                            tl.maximum(tl.maximum(tl.max(s4, 0), tl.max(s5, 0)), tl.maximum(tl.max(s6, 0), tl.max(s7, 0))))
+            # the 8 slabs combined elementwise first, so each statistic takes one cross-lane reduction per tile
+            mx = tl.max(tl.maximum(tl.maximum(tl.maximum(s0, s1), tl.maximum(s2, s3)),
+                                   tl.maximum(tl.maximum(s4, s5), tl.maximum(s6, s7))), 0)
             m_new = tl.maximum(m_i, mx)
             if tl.max(m_new - m_i, 0) > LAZY:  # rescale only when the max grew by more than 2^LAZY
                 alpha = tl.exp2(m_i - m_new)
@@ -122,8 +124,8 @@ def _tm2_split_kernel(
             p5, a5, b5 = _pj(s5, m_i, vm_t, offs_w, 5, BITS, MAGIC)
             p6, a6, b6 = _pj(s6, m_i, vm_t, offs_w, 6, BITS, MAGIC)
             p7, a7, b7 = _pj(s7, m_i, vm_t, offs_w, 7, BITS, MAGIC)
-            l_i = l_i + (((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)))
-            z_i = z_i + (((b0 + b1) + (b2 + b3)) + ((b4 + b5) + (b6 + b7)))
+            l_i = l_i + tl.sum(((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)), 0)
+            z_i = z_i + tl.sum(((b0 + b1) + (b2 + b3)) + ((b4 + b5) + (b6 + b7)), 0)
             acc_lo = _pv_half(VC, c_base, row0, offs_h, acc_lo, p0, p1, p2, p3, p4, p5, p6, p7, BITS, MAGIC)
             acc_hi = _pv_half(VC, c_base, row0 + DH, offs_h, acc_hi, p0, p1, p2, p3, p4, p5, p6, p7, BITS, MAGIC)
         if MAGIC >= 3:  # SUB_SCALE: the subnormal convert's 2^-24
