@@ -597,7 +597,7 @@ def _cvt_mode(magic_cvt, interpreter_ok=False) -> int:
     if magic_cvt not in modes:
         raise ValueError(f"magic_cvt must be False, True, 'asm', 'sub' or 'sub_plain', not {magic_cvt!r}")
     if modes[magic_cvt] in (2, 3) and not interpreter_ok and _interpreting():
-        raise ValueError("magic_cvt='asm' is inline PTX, which the Triton interpreter cannot run")
+        raise ValueError(f"magic_cvt={magic_cvt!r} is inline PTX, which the Triton interpreter cannot run")
     return modes[magic_cvt]
 
 
