@@ -11,8 +11,9 @@ TTGIR: no fp16 copy of the tile goes through shared memory).
 
 Scale and zero are folded out of the inner loop, so the per-element work is only turning a code into
 fp16 (small integers are exact in fp16): a shift, a mask and a convert (magic_cvt=False), the
-0x6400 magic number (True), or on a GPU, by default, inline PTX that decodes four codes of two words
-in five instructions ("asm", `ASM_SLOT_PAIR`). The tensor cores do the rest:
+0x6400 magic number (True), inline PTX that decodes four codes of two words in five instructions
+("asm", `ASM_SLOT_PAIR`), or on a GPU, by default, the same as fp16 subnormals c * 2^-24 in three
+("sub", `ASM_SLOT_PAIR_SUB`; the scale is undone once, in fp32). The tensor cores do the rest:
   K per channel over the tile's tokens (KC):  q . (c o s + z) = (q o s) . c + q . z
       (q o s computed once per tile, q . z is one number per query head and tile)
   K per token (KT):                           q . (c s_n + z_n) = s_n (q . c) + z_n sum(q)
@@ -113,9 +114,32 @@ ASM_SLOT_PAIR = {
 } | {(2, k): _ASM2.format(shift=4 * k, scale="0x34003400", bias="0xDC00DC00") for k in range(4)}
 
 
+# The subnormal convert (magic_cvt="sub"): with a zero exponent field the 16-bit pattern c is the fp16
+# subnormal c * 2^-24, exact, with no offset to remove, so the masks alone finish the job: 3
+# instructions for 4 codes. The high code of a pair comes out as (2^b c) * 2^-24. The caller undoes
+# the scale once, in fp32 (`_unscale_scores`, `_pv_operand`, `SUB_SCALE`): the tensor cores take
+# fp16 subnormal inputs and multiply them exactly (products land far inside fp32's range).
+_ASM4_SUB = """{{
+    .reg .b32 rt;
+    prmt.b32 rt, $2, $3, {sel};
+    and.b32 $0, rt, 0x000F000F;
+    and.b32 $1, rt, 0x00F000F0;
+}}"""
+_ASM2_SUB = """{{
+    .reg .b32 rt;
+    shr.b32 rt, $2, {shift};
+    and.b32 $0, rt, 0x00030003;
+    and.b32 $1, rt, 0x000C000C;
+}}"""
+ASM_SLOT_PAIR_SUB = {(4, k): _ASM4_SUB.format(sel=hex(k | k << 4 | (4 + k) << 8 | (4 + k) << 12)) for k in range(4)} | {
+    (2, k): _ASM2_SUB.format(shift=4 * k) for k in range(4)}
+SUB_SCALE = 2.0**24  # a subnormal-converted code c reads c * 2^-24 (low slot of a pair)
+
 # one constexpr global per program: a jit function cannot index a Python dict
 _A4_0, _A4_1, _A4_2, _A4_3 = (tl.constexpr(ASM_SLOT_PAIR[(4, k)]) for k in range(4))
 _A2_0, _A2_1, _A2_2, _A2_3 = (tl.constexpr(ASM_SLOT_PAIR[(2, k)]) for k in range(4))
+_S4_0, _S4_1, _S4_2, _S4_3 = (tl.constexpr(ASM_SLOT_PAIR_SUB[(4, k)]) for k in range(4))
+_S2_0, _S2_1, _S2_2, _S2_3 = (tl.constexpr(ASM_SLOT_PAIR_SUB[(2, k)]) for k in range(4))
 
 
 @triton.jit
@@ -124,9 +148,29 @@ def _asm_pair(words, asm: tl.constexpr, cons: tl.constexpr):
 
 
 @triton.jit
-def _codes_pair_asm(words, k: tl.constexpr, BITS: tl.constexpr):
-    """Slots 2k and 2k+1 of every word as fp16 codes (see ASM_SLOT_PAIR). Pure, so the second call
-    with the same words and k is merged into the first by the compiler (CSE)."""
+def _codes_pair_asm(words, k: tl.constexpr, BITS: tl.constexpr, SUB: tl.constexpr = False):
+    """Slots 2k and 2k+1 of every word as fp16 codes (see ASM_SLOT_PAIR; SUB: ASM_SLOT_PAIR_SUB, the
+    subnormal form). Pure, so the second call with the same words and k is merged into the first by
+    the compiler (CSE)."""
+    if SUB:
+        if BITS == 4:
+            if k == 0:
+                return _asm_pair(words, _S4_0, "=r,=r,r,r")
+            elif k == 1:
+                return _asm_pair(words, _S4_1, "=r,=r,r,r")
+            elif k == 2:
+                return _asm_pair(words, _S4_2, "=r,=r,r,r")
+            else:
+                return _asm_pair(words, _S4_3, "=r,=r,r,r")
+        else:
+            if k == 0:
+                return _asm_pair(words, _S2_0, "=r,=r,r")
+            elif k == 1:
+                return _asm_pair(words, _S2_1, "=r,=r,r")
+            elif k == 2:
+                return _asm_pair(words, _S2_2, "=r,=r,r")
+            else:
+                return _asm_pair(words, _S2_3, "=r,=r,r")
     if BITS == 4:
         if k == 0:
             return _asm_pair(words, _A4_0, "=r,=r,r,r")
@@ -154,6 +198,14 @@ def _codes_fp16(words, j: tl.constexpr, BITS: tl.constexpr, MAGIC: tl.constexpr)
     exact fp16 subtraction replace the slow (quarter-rate) int->float convert. The 1024 must go
     before the product: left in and removed from the fp32 sums afterwards, it cost up to 2x10^-2
     of the output on an H200 (the tensor cores' accumulation is not exact at 1024x the signal)."""
+    if MAGIC == 3:  # subnormal, inline PTX: slot j reads c * 2^-24 (j even) or c * 2^(b-24) (j odd)
+        lo, hi = _codes_pair_asm(words, j // 2, BITS, True)
+        if j % 2 == 0:
+            return lo
+        return hi
+    if MAGIC == 4:  # the same values with plain ops (runs in the interpreter too)
+        c = (words >> ((j // 2) * 2 * BITS)) & (((1 << BITS) - 1) << (BITS * (j % 2)))
+        return c.to(tl.int16).to(tl.float16, bitcast=True)
     if MAGIC == 2:  # inline PTX, two slots of two words per call (GPU only: not in the interpreter)
         lo, hi = _codes_pair_asm(words, j // 2, BITS)
         if j % 2 == 0:
@@ -166,16 +218,44 @@ def _codes_fp16(words, j: tl.constexpr, BITS: tl.constexpr, MAGIC: tl.constexpr)
 
 
 @triton.jit
+def _unscale_scores(s, j: tl.constexpr, BITS: tl.constexpr, MAGIC: tl.constexpr):
+    """Products of slab j's codes, undone of the subnormal convert's scale (MAGIC 3, 4: 2^24 for an
+    even slot, 2^(24-b) for an odd one, exact powers of two); unchanged otherwise."""
+    if MAGIC >= 3:
+        if j % 2 == 0:
+            return s * 16777216.0
+        elif BITS == 4:
+            return s * 1048576.0
+        else:
+            return s * 4194304.0
+    return s
+
+
+@triton.jit
+def _pv_operand(pv, j: tl.constexpr, BITS: tl.constexpr, MAGIC: tl.constexpr):
+    """p o s_v of slab j as the fp16 operand of the value product. With the subnormal convert an odd
+    slot's codes read 2^b times too large, so its operand takes 2^-b (exact): every slab's products
+    then carry the same 2^-24, removed once from the accumulator (SUB_SCALE)."""
+    if MAGIC >= 3:
+        if j % 2 == 1:
+            if BITS == 4:
+                return (pv * 0.0625).to(tl.float16)
+            else:
+                return (pv * 0.25).to(tl.float16)
+    return pv.to(tl.float16)
+
+
+@triton.jit
 def _slab_scores(wk, j: tl.constexpr, qs, qz, q16, q_sum, km_base, t0, offs_w, BITS: tl.constexpr,
                  K_PER_CHANNEL: tl.constexpr, MAGIC: tl.constexpr):
     """Scores (before qk_scale) of slab j of a tile: q . k for tokens t0 + j*ROWS + [0, ROWS)."""
     ROWS: tl.constexpr = offs_w.shape[0]
     ck = _codes_fp16(wk, j, BITS, MAGIC)  # [ROWS, D] codes, exact in fp16
     if K_PER_CHANNEL:
-        s = tl.dot(qs, tl.trans(ck)) + qz[:, None]  # [BLOCK_G, ROWS]
+        s = _unscale_scores(tl.dot(qs, tl.trans(ck)), j, BITS, MAGIC) + qz[:, None]  # [BLOCK_G, ROWS]
     else:
         ks, kz = _half2(tl.load(km_base + t0 + j * ROWS + offs_w))  # [ROWS] scale and zero of each token
-        s = tl.dot(q16, tl.trans(ck)) * ks[None, :] + q_sum[:, None] * kz[None, :]
+        s = _unscale_scores(tl.dot(q16, tl.trans(ck)), j, BITS, MAGIC) * ks[None, :] + q_sum[:, None] * kz[None, :]
     return s
 
 
@@ -184,7 +264,7 @@ def _slab_pv(p, wv, j: tl.constexpr, vm_base, t0, offs_w, acc, z_vec, BITS: tl.c
     """acc += (p o s) . c for slab j's V codes; z_vec collects p * z (added to every channel at the end)."""
     ROWS: tl.constexpr = offs_w.shape[0]
     vs, vz = _half2(tl.load(vm_base + t0 + j * ROWS + offs_w))  # [ROWS]
-    pvs = (p * vs[None, :]).to(tl.float16)  # [BLOCK_G, ROWS] p o s
+    pvs = _pv_operand(p * vs[None, :], j, BITS, MAGIC)  # [BLOCK_G, ROWS] p o s
     acc = acc + tl.dot(pvs, _codes_fp16(wv, j, BITS, MAGIC))  # [BLOCK_G, D]
     return acc, z_vec + p * vz[None, :]
 
@@ -326,6 +406,8 @@ def _bitdecode_split_kernel(
                     s = _slab_scores(wk, j, qs, qz, q16, q_sum, km_base, t * TILE, offs_w, BITS, K_PER_CHANNEL, MAGIC)
                     p, alpha, m_i, l_vec = _online_update(s * qk_scale, m_i, l_vec)
                     acc, z_vec = _slab_pv(p, wv, j, vm_base, t * TILE, offs_w, acc * alpha[:, None], z_vec * alpha[:, None], BITS, MAGIC)
+        if MAGIC >= 3:
+            acc = acc * 16777216.0  # SUB_SCALE: the subnormal convert's 2^-24
         acc += tl.sum(z_vec, 1)[:, None]  # sum_n p_n z_n adds to every channel
         l_i = tl.sum(l_vec, 1)
     else:
@@ -499,19 +581,23 @@ def _interpreting() -> bool:
 
 
 def default_cvt():
-    """magic_cvt when none is given: inline PTX on an NVIDIA GPU; the plain convert under the Triton
-    interpreter (which cannot run PTX) and on ROCm."""
-    return False if _interpreting() or torch.version.hip else "asm"
+    """magic_cvt when none is given: the subnormal inline PTX on an NVIDIA GPU (faster than "asm" for
+    every kernel at the claim shape on an H200, and correct in every case of
+    `tools/gpu_bitdecode_check.py --sub`); the plain convert under the Triton interpreter (which
+    cannot run PTX) and on ROCm."""
+    return False if _interpreting() or torch.version.hip else "sub"
 
 
 def _cvt_mode(magic_cvt, interpreter_ok=False) -> int:
     """The MAGIC constexpr: False -> 0 (plain convert), True -> 1 (magic number, one code at a
-    time), "asm" -> 2 (inline PTX, two codes of two words per instruction; GPU only)."""
-    modes = {False: 0, True: 1, "asm": 2, 2: 2}  # 2: "asm" as the notebooks' profiles write it
+    time), "asm" -> 2 (inline PTX, two codes of two words per instruction; GPU only), "sub" -> 3
+    (fp16 subnormals, inline PTX, 3 instructions per 4 codes; GPU only), "sub_plain" -> 4 (the same
+    values with plain ops)."""
+    modes = {False: 0, True: 1, "asm": 2, 2: 2, "sub": 3, 3: 3, "sub_plain": 4, 4: 4}  # ints as the profiles write them
     if magic_cvt not in modes:
-        raise ValueError(f"magic_cvt must be False, True or 'asm', not {magic_cvt!r}")
-    if modes[magic_cvt] == 2 and not interpreter_ok and _interpreting():
-        raise ValueError("magic_cvt='asm' is inline PTX, which the Triton interpreter cannot run")
+        raise ValueError(f"magic_cvt must be False, True, 'asm', 'sub' or 'sub_plain', not {magic_cvt!r}")
+    if modes[magic_cvt] in (2, 3) and not interpreter_ok and _interpreting():
+        raise ValueError(f"magic_cvt={magic_cvt!r} is inline PTX, which the Triton interpreter cannot run")
     return modes[magic_cvt]
 
 
@@ -526,19 +612,22 @@ def plan(q, cache, num_splits=None):
 
 
 def bitdecode_attention(q, cache, *, sm_scale=None, impl="triton", num_splits=None, num_warps=None, num_stages=None,
-                        tile_softmax=None, magic_cvt=None):
+                        tile_softmax=None, magic_cvt=None, maxnreg=None):
     """Decode attention of q [B, H, D] over a QuantKVCache -> [B, H, D] in q's dtype.
     impl: "triton" (tensor cores), "triton_tm" (tensor cores with the tokens in the rows of the
-    products, kernels/bitdecode_tm.py, experimental; 1 warp and 2 stages by default), "cuda_core"
+    products, kernels/bitdecode_tm.py, experimental; 1 warp and 2 stages by default), "triton_tm2"
+    (the same in channel halves, fewer live registers, K per channel only; kernels/bitdecode_tm2.py), "cuda_core"
     (broadcast products), "naive" (dequantize to a full fp16 K/V with torch ops, then our dense
     Triton decode), "ref" (fp32 reference on the dequantized cache). Knobs left as None come from
     `default_config`. tile_softmax (Triton impl): one softmax max and rescale per 128-token tile
     (all 8 slabs' scores kept, joined in registers) instead of one per 16-token slab. magic_cvt
     (Triton and tokens-in-M impls): False for the plain int->fp16 convert, True for the 0x6400 magic
-    number one code at a time, "asm" for inline PTX (two codes of two words per instruction).
-    Defaults: tile_softmax and "asm" on a GPU (the fastest pair in the H200 sweep of
-    tools/gpu_bitdecode_check.py, and correct in all its cases), the plain per-slab path under the
-    Triton interpreter (which cannot run inline PTX)."""
+    number one code at a time, "asm" for inline PTX (two codes of two words per instruction), "sub"
+    for the fp16-subnormal form (inline PTX, masks only; "sub_plain" the same with plain ops).
+    Defaults: tile_softmax and "sub" on a GPU (`default_cvt`; tile_softmax the faster in the H200
+    sweep of tools/gpu_bitdecode_check.py), the plain per-slab path under the
+    Triton interpreter (which cannot run inline PTX). maxnreg (GPU kernels): a cap on registers per
+    thread (ptxas .maxnreg), trading spills for more resident warps; None leaves it to ptxas."""
     B, H, D = q.shape
     assert (cache.B, cache.D) == (B, D) and H % cache.Hkv == 0, (q.shape, cache.B, cache.Hkv, cache.D)
     sm_scale = 1.0 / math.sqrt(D) if sm_scale is None else sm_scale
@@ -547,7 +636,9 @@ def bitdecode_attention(q, cache, *, sm_scale=None, impl="triton", num_splits=No
         return decode_attention_ref(q, k, v, sm_scale=sm_scale).to(q.dtype)
     if impl == "naive":
         return _naive(q, cache, sm_scale)
-    assert impl in ("triton", "triton_tm", "cuda_core"), impl
+    assert impl in ("triton", "triton_tm", "triton_tm2", "cuda_core"), impl
+    if impl == "triton_tm2" and cache.cfg.k_mode != "KC":
+        raise ValueError("impl='triton_tm2' needs K per channel (KC), not " + cache.cfg.k_mode)
     cfg, Hkv, G = cache.cfg, cache.Hkv, H // cache.Hkv
     n_tiles, splits, tiles_per_split = plan(q, cache, num_splits)
     dflt = default_config(B, Hkv, n_tiles, device_limits(q.device)["sm_count"])
@@ -563,8 +654,11 @@ def bitdecode_attention(q, cache, *, sm_scale=None, impl="triton", num_splits=No
         kernel, block_g = _bitdecode_split_kernel, max(16, block_g)  # tl.dot rows: at least 16
         tile_softmax = not _interpreting() if tile_softmax is None else tile_softmax
         extra = dict(USE_DOT=True, TILE_SOFTMAX=bool(tile_softmax), MAGIC=magic)
-    elif impl == "triton_tm":
-        from msrbook.kernels.bitdecode_tm import _tm_split_kernel as kernel  # it imports this module
+    elif impl in ("triton_tm", "triton_tm2"):
+        if impl == "triton_tm":
+            from msrbook.kernels.bitdecode_tm import _tm_split_kernel as kernel  # it imports this module
+        else:
+            from msrbook.kernels.bitdecode_tm2 import _tm2_split_kernel as kernel
 
         # 1 warp and 2 stages: the fastest of its settings in the H200 check (tools/gpu_bitdecode_check.py)
         extra, num_warps, num_stages = dict(MAGIC=magic, LAZY=8.0), num_warps or 1, num_stages or 2
@@ -579,6 +673,7 @@ def bitdecode_attention(q, cache, *, sm_scale=None, impl="triton", num_splits=No
         BLOCK_R=16,  # small residual tiles keep shared memory (and so occupancy) for the packed loop
         **extra,
         num_warps=num_warps or dflt.num_warps, num_stages=num_stages or dflt.num_stages,
+        **({"maxnreg": int(maxnreg)} if maxnreg else {}),
     )
     total = splits + 1
     _decode_combine_kernel[(B * H,)](
@@ -622,9 +717,9 @@ def _naive(q, cache, sm_scale):
 
 def compile_for_target(kernel: str, *, bits: int, k_mode: str = "KC", G: int = 4, D: int = 128, tile: int = 128,
                        arch: int = 90, tile_softmax: bool = True, magic_cvt: bool = True, num_warps: int = 4,
-                       num_stages: int = 3):
+                       num_stages: int = 3, maxnreg: int | None = None):
     """Compile one kernel for GPUTarget("cuda", arch, 32) with no GPU present (the interpreter lets
-    some errors through). kernel: "triton", "triton_tm", "cuda_core" or "quantize_pack". Pointer
+    some errors through). kernel: "triton", "triton_tm", "triton_tm2", "cuda_core" or "quantize_pack". Pointer
     and stride arguments are marked 16-divisible as the JIT marks them at run time. Returns the
     compiled kernel (its .asm holds ttgir and ptx). Must run in a process where TRITON_INTERPRET is
     unset."""
@@ -645,9 +740,11 @@ def compile_for_target(kernel: str, *, bits: int, k_mode: str = "KC", G: int = 4
             fn = _bitdecode_split_kernel
             const.update(BLOCK_G=max(16, const["BLOCK_G"]), USE_DOT=True, TILE_SOFTMAX=tile_softmax,
                          MAGIC=_cvt_mode(magic_cvt, interpreter_ok=True))
-        elif kernel == "triton_tm":
+        elif kernel in ("triton_tm", "triton_tm2"):
             from msrbook.kernels.bitdecode_tm import _tm_split_kernel as fn
+            from msrbook.kernels.bitdecode_tm2 import _tm2_split_kernel
 
+            fn = _tm2_split_kernel if kernel == "triton_tm2" else fn
             const.update(MAGIC=_cvt_mode(magic_cvt, interpreter_ok=True), LAZY=8.0)
         else:
             fn, const["USE_DOT"] = _bitdecode_split_cuda_core_kernel, False
@@ -655,7 +752,7 @@ def compile_for_target(kernel: str, *, bits: int, k_mode: str = "KC", G: int = 4
     div16 = [i for i, name in enumerate(fn.arg_names) if types.get(name, "").startswith("*") or name.startswith("stride_")]
     attrs = {(i,): [["tt.divisibility", 16]] for i in div16}
     return triton.compile(ASTSource(fn=fn, signature=sig, constexprs=const, attrs=attrs), target=GPUTarget("cuda", arch, 32),
-                          options=dict(num_warps=num_warps, num_stages=num_stages))
+                          options=dict(num_warps=num_warps, num_stages=num_stages, **({"maxnreg": maxnreg} if maxnreg else {})))
 
 
 # ------------------------------------------------------------------------------------ bytes and main

@@ -23,7 +23,7 @@ conversions (plain / magic / inline PTX) and combine as kernels/bitdecode.py.
 import triton
 import triton.language as tl
 
-from msrbook.kernels.bitdecode import _codes_fp16, _half2, _residual_part, _split_setup, _store_split
+from msrbook.kernels.bitdecode import _codes_fp16, _half2, _pv_operand, _residual_part, _split_setup, _store_split, _unscale_scores
 
 
 @triton.jit
@@ -65,7 +65,7 @@ def _tm_split_kernel(
                 qst, qz = q16t, q_sum
             for j in tl.static_range(PER):
                 tok = t * TILE + j * ROWS + offs_w  # [ROWS]
-                st = tl.dot(_codes_fp16(wk, j, BITS, MAGIC), qst)  # [ROWS, BLOCK_G]
+                st = _unscale_scores(tl.dot(_codes_fp16(wk, j, BITS, MAGIC), qst), j, BITS, MAGIC)  # [ROWS, BLOCK_G]
                 if K_PER_CHANNEL:
                     st = st + qz[None, :]
                 else:
@@ -83,8 +83,10 @@ def _tm_split_kernel(
                 l_i = l_i + tl.sum(p, 0)
                 vs, vz = _half2(tl.load(vm_base + tok))  # [ROWS]
                 z_i = z_i + tl.sum(p * vz[:, None], 0)
-                pvs = (p * vs[:, None]).to(tl.float16)  # [ROWS, BLOCK_G]
+                pvs = _pv_operand(p * vs[:, None], j, BITS, MAGIC)  # [ROWS, BLOCK_G]
                 acc = tl.dot(tl.trans(_codes_fp16(wv, j, BITS, MAGIC)), pvs, acc)  # [D, BLOCK_G]
+        if MAGIC >= 3:
+            acc = acc * 16777216.0  # SUB_SCALE: the subnormal convert's 2^-24
         out = tl.trans(acc + z_i[None, :])  # [BLOCK_G, D]
     else:
         m_i, l_i, out = _residual_part(q, KR, VR, b64 * stride_rb + kvh64 * stride_rh, stride_rs, res_len, qk_scale,

@@ -10,7 +10,8 @@
 3. A compact table last: ms, GB/s, % of the measured roofline, speedup over the fastest fp16
    baseline against the ideal 16 / (b + 0.25). Exits non-zero if any check failed.
 
-It also checks and times the experimental tokens-in-M kernel (kernels/bitdecode_tm.py).
+It also checks and times the experimental tokens-in-M kernels (kernels/bitdecode_tm.py, and in channel
+halves kernels/bitdecode_tm2.py).
 
 Usage: python3 tools/gpu_bitdecode_check.py [--full | --tm-quick] ; rows go to $OUT/bitdecode_rows.json.
 Without --full it took about 4 minutes on an H200 (compiles included, before the tokens-in-M rows
@@ -72,10 +73,12 @@ def check_decode(full=False):
             for impl in ("triton", "cuda_core", "naive") if not kw else ("triton",):
                 out = bitdecode_attention(q, cache, impl=impl, **kw)
                 assert_close(out.float(), ref, rtol=0, atol=1e-2 * float(ref.abs().max()), name=f"{impl} {label}")
-            if not kw:  # the experimental tokens-in-M kernel, 1 and 2 warps
-                for warps in (1, 2):
-                    out = bitdecode_attention(q, cache, impl="triton_tm", num_warps=warps)
-                    assert_close(out.float(), ref, rtol=0, atol=1e-2 * float(ref.abs().max()), name=f"tm w{warps} {label}")
+            if not kw:  # the experimental tokens-in-M kernels: 1 and 2 warps; in channel halves (KC only), 1 warp and a register cap
+                tms = [dict(impl="triton_tm", num_warps=w) for w in (1, 2)]
+                tms += [dict(impl="triton_tm2"), dict(impl="triton_tm2", maxnreg=128)] if k_mode == "KC" else []
+                for tm in tms:
+                    out = bitdecode_attention(q, cache, **tm)
+                    assert_close(out.float(), ref, rtol=0, atol=1e-2 * float(ref.abs().max()), name=f"{tm} {label}")
             log(f"ok   {label}")
         except Exception as err:  # noqa: BLE001 -- collected, printed, and raised at the end
             FAILURES.append(f"{label}: {type(err).__name__}: {str(err)[:300]}")
@@ -98,6 +101,56 @@ def tm_rows(B=1, H=32, Hkv=32, T=131072 + 100, D=128, settings=TM_SETTINGS, fp16
     for r in rows:
         log(f"  {r['backend']} {r['config']}: {r['ms']:.4f} ms {r['error'][:150]}")
     return rows
+
+
+def sub_probe():
+    """magic_cvt="sub" (fp16 subnormals, masks only) and "sub_plain" against the fp32 reference on the
+    dequantized cache for every kernel, then the claim shape timed against the "asm" convert."""
+    props = torch.cuda.get_device_properties(0)
+    log(f"{props.name}, {props.multi_processor_count} SMs")
+    impls = [("triton", dict(tile_softmax=True)), ("triton_tm", {}), ("triton_tm2", {}), ("triton_tm2", dict(maxnreg=128))]
+    shapes = [(3, 32, 8, 1000, 128), (1, 32, 32, 4196 + 37, 128)]  # G=4 and G=1, partial tiles and residuals
+    for bits in (4, 2):
+        for k_mode in ("KC", "KT"):
+            for B, H, Hkv, T, D in shapes:
+                g = torch.Generator(device="cuda").manual_seed(T)
+                q = torch.randn(B, H, D, device="cuda", generator=g).half()
+                k, v = (torch.randn(B, Hkv, T, D, device="cuda", generator=g).half() for _ in range(2))
+                k[..., 7] *= 10  # an outlier channel
+                cache = QuantKVCache(QuantConfig(bits=bits, k_mode=k_mode), B, Hkv, D, device="cuda")
+                cache.append(k, v)
+                ref = decode_attention_ref(q, *cache.dequantized())
+                for impl, kw in impls:
+                    if impl == "triton_tm2" and k_mode == "KT":
+                        continue
+                    for mc in ("sub",):  # "sub_plain" computes the same values (tests/kernels, interpreter)
+                        label = f"{impl} {kw} {mc} {bits}-bit {k_mode} B={B} H={H}/{Hkv} T={T} D={D}"
+                        try:
+                            out = bitdecode_attention(q, cache, impl=impl, magic_cvt=mc, **kw)
+                            err = float((out.float() - ref).abs().max() / ref.abs().max())
+                            assert err <= 1e-2, f"max error {err:.2e} of the output scale"
+                        except Exception as e:  # noqa: BLE001 -- collected and reported
+                            FAILURES.append(f"{label}: {type(e).__name__}: {str(e)[:200]}")
+                            log("FAIL " + FAILURES[-1])
+    log(f"checks done, {len(FAILURES)} failures")
+    configs = []
+    for mc in ("asm", "sub"):
+        configs += [dict(impl="triton", num_splits=16, num_warps=2, num_stages=3, tile_softmax=True, magic_cvt=mc),
+                    dict(impl="triton_tm", num_splits=32, num_warps=1, num_stages=2, magic_cvt=mc),
+                    dict(impl="triton_tm2", num_splits=32, num_warps=1, num_stages=2, magic_cvt=mc),
+                    dict(impl="triton_tm2", num_splits=32, num_warps=1, num_stages=2, magic_cvt=mc, maxnreg=168),
+                    dict(impl="triton_tm2", num_splits=48, num_warps=1, num_stages=2, magic_cvt=mc, maxnreg=128)]
+    configs += [dict(impl="triton", num_splits=32, num_warps=2, num_stages=3, tile_softmax=True, magic_cvt="sub"),
+                dict(impl="triton_tm2", num_splits=64, num_warps=1, num_stages=2, magic_cvt="sub", maxnreg=128)]
+    rows = bench_shape(1, 32, 32, 131072 + 100, impls=(), fp16=("sdpa_cudnn",), configs=configs, strict=False)
+    fp16 = min(r["ms"] for r in rows if r["bits"] == 16)
+    for r in rows:
+        log(f"  int{r['bits']} {r['backend']} {r['config']}: {r['ms']:.4f} ms  x{fp16 / r['ms']:.2f}  {r['error'][:150]}")
+    if "OUT" in os.environ:
+        with open(os.path.join(os.environ["OUT"], "bitdecode_sub.json"), "w") as f:
+            json.dump({"device": props.name, "rows": rows, "failures": FAILURES}, f, indent=1)
+    if FAILURES:
+        raise SystemExit("FAILED checks:\n" + "\n".join(FAILURES))
 
 
 def host_overhead_probe():
@@ -142,9 +195,14 @@ def check_quantize_pack():
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--full", action="store_true", help="more correctness cases and timing shapes (several minutes)")
+    ap.add_argument("--sub", action="store_true",
+                    help="only the subnormal convert: checks at several shapes, then claim-shape timings against 'asm'")
     ap.add_argument("--tm-quick", action="store_true",
                     help="only a first look at the tokens-in-M kernel at the claim shape (about a minute)")
     args = ap.parse_args()
+    if args.sub:
+        sub_probe()
+        return
     if args.tm_quick:
         host_overhead_probe()
         tm_rows(settings=((32, 1, 3, "asm"), (16, 1, 3, "asm"), (64, 2, 2, "asm")), fp16=("sdpa_cudnn",))  # logs each row
@@ -162,6 +220,8 @@ def main():
                                      (32, 1, 3, True), (64, 1, 3, True), (128, 2, 3, True), (32, 2, 4, True), (32, 2, 2, True),
                                      (16, 2, 3, True), (128, 1, 3, True))]
     configs += tm_configs(TM_SETTINGS)  # the experimental tokens-in-M kernel, same shape, same data
+    configs += [dict(impl="triton_tm2", num_splits=sp, num_warps=1, num_stages=2, magic_cvt="asm", **({"maxnreg": r} if r else {}))
+                for sp, r in ((32, None), (32, 168), (48, 128), (64, 168))]  # in channel halves (kernels/bitdecode_tm2.py)
     if args.full:
         configs += [dict(num_splits=s, num_warps=w, num_stages=st) for s, w, st in
                     ((64, 2, 3), (128, 2, 3), (32, 4, 2), (128, 4, 3), (32, 8, 3), (32, 4, 4))]

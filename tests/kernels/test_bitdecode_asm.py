@@ -1,4 +1,4 @@
-"""The inline-PTX code converter of kernels/bitdecode.py (magic_cvt="asm").
+"""The inline-PTX code converters of kernels/bitdecode.py (magic_cvt="asm", and "sub": fp16 subnormals).
 
 The Triton interpreter cannot run inline PTX, so its arithmetic is checked here by a small model of
 the six PTX instructions it uses (semantics from the PTX ISA: prmt's default mode, lop3's lookup
@@ -17,7 +17,7 @@ import sys
 import numpy as np
 import pytest
 
-from msrbook.kernels.bitdecode import ASM_SLOT_PAIR
+from msrbook.kernels.bitdecode import ASM_SLOT_PAIR, ASM_SLOT_PAIR_SUB
 
 
 def _f16x2(r: int) -> np.ndarray:
@@ -61,6 +61,8 @@ def run_ptx(asm: str, inputs: list[int]) -> tuple[int, int]:
             for bit in range(32):
                 idx = ((a >> bit) & 1) << 2 | ((b >> bit) & 1) << 1 | ((c >> bit) & 1)
                 out |= ((lut >> idx) & 1) << bit
+        elif op == "and.b32":
+            out = x[0] & x[1]
         elif op == "sub.f16x2":
             out = _pack(_f16x2(x[0]).astype(np.float64) - _f16x2(x[1]).astype(np.float64))
         elif op == "fma.rn.f16x2":  # one rounding: exact in float64 here, then to fp16
@@ -106,6 +108,30 @@ def test_2bit_pairs_decode_every_word(k):
             assert _f16x2(r1)[h] == (w >> (4 * k + 2)) & 3
 
 
+@pytest.mark.parametrize("bits", (4, 2))
+@pytest.mark.parametrize("k", range(4))
+def test_subnormal_pairs_are_the_codes_times_2_to_the_minus_24(bits, k):
+    """magic_cvt="sub": the low slot of pair k reads c * 2^-24 and the high slot c * 2^(b-24), exactly
+    (fp16 subnormals: no offset, nothing rounded), for random words and every code value."""
+    rng = np.random.default_rng(10 * bits + k)
+    tiny = np.float64(2.0**-24)
+    for _ in range(300):
+        if bits == 4:
+            w = [int(x) for x in rng.integers(0, 2**32, size=2, dtype=np.uint64)]
+            r0, r1 = run_ptx(ASM_SLOT_PAIR_SUB[(4, k)], w)
+            lo_c = [(x >> (8 * k)) & 0xF for x in w]
+            hi_c = [(x >> (8 * k + 4)) & 0xF for x in w]
+        else:
+            w = [int(x) for x in rng.integers(0, 2**16, size=2)]
+            r0, r1 = run_ptx(ASM_SLOT_PAIR_SUB[(2, k)], [w[0] | w[1] << 16])
+            lo_c = [(x >> (4 * k)) & 3 for x in w]
+            hi_c = [(x >> (4 * k + 2)) & 3 for x in w]
+        assert list(_f16x2(r0).astype(np.float64)) == [c * tiny for c in lo_c]
+        assert list(_f16x2(r1).astype(np.float64)) == [c * tiny * 2**bits for c in hi_c]
+    top = (1 << bits) - 1  # the largest code is a subnormal too (the exponent field stays 0)
+    assert np.float16(top * 2**bits * 2.0**-24) < np.finfo(np.float16).smallest_normal
+
+
 def test_converter_catches_a_wrong_selector():
     """The model is not vacuous: the byte-1 program decodes byte 1, not byte 0."""
     w0, w1 = 0x00002A15, 0x00004C37
@@ -118,10 +144,10 @@ def test_converter_catches_a_wrong_selector():
 COMPILE_ASM = """
 import re
 from msrbook.kernels.bitdecode import compile_for_target
-for bits, cvt in ((4, "asm"), (2, "asm"), (4, False)):
+for bits, cvt in ((4, "asm"), (2, "asm"), (4, False), (4, "sub"), (2, "sub")):
     k = compile_for_target("triton", bits=bits, k_mode="KC", G=1, D=128, tile_softmax=True, magic_cvt=cvt, num_warps=2)
     ptx = k.asm["ptx"]
-    ops = {op: len(re.findall(r"^\\s*" + re.escape(op) + r"[\\s.]", ptx, re.M)) for op in ("prmt.b32", "lop3.b32", "cvt.rn.f16.u32", "mma.sync", "fma.rn.f16x2")}
+    ops = {op: len(re.findall(r"^\\s*" + re.escape(op) + r"[\\s.]", ptx, re.M)) for op in ("prmt.b32", "lop3.b32", "cvt.rn.f16.u32", "mma.sync", "fma.rn.f16x2", "sub.f16x2", "and.b32")}
     print(bits, cvt, " ".join(f"{o}={n}" for o, n in ops.items()))
 """
 
@@ -138,4 +164,8 @@ def test_asm_path_replaces_the_convert_in_compiled_code():
         r = {k: int(v) for k, v in rows[(bits, "asm")].items()}
         assert r["cvt.rn.f16.u32"] == 0 and r["lop3.b32"] > 0 and r["fma.rn.f16x2"] > 0 and r["mma.sync"] > 0, (bits, r)
     assert int(rows[("4", "asm")]["prmt.b32"]) > 0
+    for bits in ("4", "2"):  # the subnormal form: masks only, no bias to remove, still the tensor cores
+        r = {k: int(v) for k, v in rows[(bits, "sub")].items()}
+        assert r["cvt.rn.f16.u32"] == 0 and r["fma.rn.f16x2"] == 0 and r["sub.f16x2"] == 0, (bits, r)
+        assert r["and.b32"] > 0 and r["mma.sync"] > 0, (bits, r)
     assert int(rows[("4", "False")]["cvt.rn.f16.u32"]) > 0

@@ -1,0 +1,100 @@
+"""The tokens-in-M decode in channel halves (kernels/bitdecode_tm2.py, impl="triton_tm2") equals the fp32
+reference on the dequantized cache under the Triton interpreter (plain convert; the inline-PTX
+convert is tested in test_bitdecode_asm.py), and its sm_90a build keeps fewer registers than the
+tokens-in-M kernel without spilling, which is what it exists for.
+
+Tolerance: 1e-2 of the output's largest magnitude, as test_bitdecode_tm.py (fp16 roundings of
+q o s and p o s_v, each 2^-11 relative; p up to 2^8 before normalisation changes no relative
+rounding). The two channel halves add their fp32 partial scores once more per slab, which is
+within fp32 rounding.
+"""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from msrbook.kernels.bitdecode import bitdecode_attention
+from msrbook.kernels.decode_attention import decode_attention_ref
+from msrbook.kvquant import QuantConfig, QuantKVCache
+from msrbook.testing import assert_close
+
+
+def _case(bits, k_mode, B, H, Hkv, T, D, seed, ramp=0.0):
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(B, H, D, generator=g).half()
+    k, v = (torch.randn(B, Hkv, T, D, generator=g) for _ in range(2))
+    if ramp:  # later tokens align with q more and more: the running max grows all the way
+        k += ramp * torch.linspace(0, 1, T)[None, None, :, None] * q.float().reshape(B, Hkv, H // Hkv, D).mean(2)[:, :, None, :]
+    cache = QuantKVCache(QuantConfig(bits=bits, k_mode=k_mode), B, Hkv, D)
+    cache.append(k.half(), v.half())
+    return q, cache
+
+
+@pytest.mark.parametrize("bits,B,H,Hkv,T,D,splits", [
+    (4, 1, 2, 2, 640, 64, 1),  # G=1, one split over several tiles
+    (2, 1, 3, 3, 517, 32, 3),  # G=1, awkward length, uneven splits
+    (4, 2, 8, 2, 300, 64, 2),  # G=4, batch 2, partial residual
+    (2, 3, 6, 2, 140, 32, None),  # G=3 (padded to 4), batch 3
+    (4, 1, 2, 1, 1, 32, None),  # one token: the residual only
+])
+def test_tm2_equals_reference(bits, B, H, Hkv, T, D, splits):
+    q, cache = _case(bits, "KC", B, H, Hkv, T, D, seed=T)
+    ref = decode_attention_ref(q, *cache.dequantized())
+    out = bitdecode_attention(q, cache, impl="triton_tm2", num_splits=splits).float()
+    assert_close(out, ref, rtol=0, atol=1e-2 * float(ref.abs().max()), name=f"tm2 {bits}-bit")
+
+
+@pytest.mark.parametrize("bits", (4, 2))
+def test_tm2_lazy_rescale_with_a_rising_maximum(bits):
+    """Scores that grow along the cache force many rescales (one split streams all tiles)."""
+    q, cache = _case(bits, "KC", 1, 4, 2, 1024 + 37, 64, seed=bits, ramp=6.0)
+    ref = decode_attention_ref(q, *cache.dequantized())
+    out = bitdecode_attention(q, cache, impl="triton_tm2", num_splits=1).float()
+    assert_close(out, ref, rtol=0, atol=1e-2 * float(ref.abs().max()), name="tm2 lazy rescale")
+
+
+def test_tm2_needs_k_per_channel():
+    q, cache = _case(4, "KT", 1, 2, 2, 200, 32, seed=0)
+    with pytest.raises(ValueError, match="KC"):
+        bitdecode_attention(q, cache, impl="triton_tm2")
+
+
+PTXAS = Path(__import__("triton").__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
+REGISTERS = """
+import subprocess, sys, tempfile
+from msrbook.kernels.bitdecode import compile_for_target
+for kernel, cap in (("triton_tm", None), ("triton_tm2", None), ("triton_tm2", 128)):
+    ptx = compile_for_target(kernel, bits=4, G=1, D=128, magic_cvt="asm", num_warps=1, num_stages=2, maxnreg=cap).asm["ptx"]
+    with tempfile.NamedTemporaryFile("w", suffix=".ptx") as f:
+        f.write(ptx)
+        f.flush()
+        r = subprocess.run([sys.argv[1], "-arch=sm_90a", "-v", f.name, "-o", "/dev/null"], capture_output=True, text=True)
+    print(kernel, cap, " ".join(r.stderr.split()))
+"""
+
+
+@pytest.mark.skipif(not PTXAS.exists(), reason="Triton's ptxas is not installed")
+def test_tm2_holds_fewer_registers_without_spills():
+    """ptxas -v on the 4-bit, G=1 builds (1 warp, 2 stages, inline-PTX convert): the tokens-in-M kernel
+    takes all 255 registers and spills; tm2 needs fewer and spills nothing, also under a 128 cap
+    (16 warps per SM by registers)."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    out = subprocess.run([sys.executable, "-c", REGISTERS, str(PTXAS)], capture_output=True, text=True, env=env, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    info = {}
+    for line in out.stdout.splitlines():
+        kernel, cap, rest = line.split(" ", 2)
+        regs = int(re.search(r"Used (\d+) registers", rest).group(1))
+        spill = sum(int(x) for x in re.findall(r"(\d+) bytes spill (?:stores|loads)", rest))
+        info[(kernel, cap)] = (regs, spill)
+    assert len(info) == 3, out.stdout
+    tm_regs, _ = info[("triton_tm", "None")]
+    regs, spill = info[("triton_tm2", "None")]
+    assert regs < tm_regs and spill == 0, info
+    regs, spill = info[("triton_tm2", "128")]
+    assert regs <= 128 and spill == 0, info
