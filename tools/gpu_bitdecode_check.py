@@ -153,6 +153,46 @@ def sub_probe():
         raise SystemExit("FAILED checks:\n" + "\n".join(FAILURES))
 
 
+def pairs_probe():
+    """tm2 at 2 bits with V read as int32 channel pairs (magic_cvt="sub", D >= 64): checks against the
+    fp32 reference on the dequantized cache (G=1, 3, 4; D=64 and 128; an outlier channel in K and in
+    V), then claim-shape timings beside the 16-bit-word path ("asm") and cuDNN."""
+    props = torch.cuda.get_device_properties(0)
+    log(f"{props.name}, {props.multi_processor_count} SMs")
+    for B, H, Hkv, T, D in [(3, 32, 8, 1000, 128), (1, 32, 32, 4196 + 37, 128), (2, 9, 3, 777, 64), (1, 8, 8, 128 * 40, 64)]:
+        g = torch.Generator(device="cuda").manual_seed(T)
+        q = torch.randn(B, H, D, device="cuda", generator=g).half()
+        k, v = (torch.randn(B, Hkv, T, D, device="cuda", generator=g).half() for _ in range(2))
+        k[..., 7] *= 10
+        v[..., 5] *= 10
+        cache = QuantKVCache(QuantConfig(bits=2, k_mode="KC"), B, Hkv, D, device="cuda")
+        cache.append(k, v)
+        ref = decode_attention_ref(q, *cache.dequantized())
+        for kw in (dict(), dict(maxnreg=128), dict(num_splits=3)):
+            label = f"tm2 sub 2-bit {kw} B={B} H={H}/{Hkv} T={T} D={D}"
+            try:
+                out = bitdecode_attention(q, cache, impl="triton_tm2", magic_cvt="sub", **kw)
+                err = float((out.float() - ref).abs().max() / ref.abs().max())
+                assert err <= 1e-2, f"max error {err:.2e} of the output scale"
+                log(f"ok {label}: {err:.1e}")
+            except Exception as e:  # noqa: BLE001 -- collected and reported
+                FAILURES.append(f"{label}: {type(e).__name__}: {str(e)[:200]}")
+                log("FAIL " + FAILURES[-1])
+    tm2 = dict(impl="triton_tm2", num_warps=1, num_stages=2)
+    configs = [dict(tm2, num_splits=32, magic_cvt="asm")]
+    configs += [dict(tm2, num_splits=s, magic_cvt="sub", **({"maxnreg": r} if r else {})) for s in (32, 48, 64) for r in (None, 128)]
+    configs += [dict(tm2, num_splits=48, magic_cvt="sub", maxnreg=168), dict(tm2, num_splits=64, num_stages=3, magic_cvt="sub", maxnreg=128)]
+    rows = bench_shape(1, 32, 32, 131072 + 100, bits=(4, 2), impls=(), fp16=("sdpa_cudnn", "sdpa_flash"), configs=configs, strict=False)
+    fp16 = min(r["ms"] for r in rows if r["bits"] == 16)
+    for r in rows:
+        log(f"  int{r['bits']} {r['backend']} {r['config']}: {r['ms']:.4f} ms  x{fp16 / r['ms']:.2f}  {r['error'][:150]}")
+    if "OUT" in os.environ:
+        with open(os.path.join(os.environ["OUT"], "bitdecode_pairs.json"), "w") as f:
+            json.dump({"device": props.name, "rows": rows, "failures": FAILURES}, f, indent=1)
+    if FAILURES:
+        raise SystemExit("FAILED checks:\n" + "\n".join(FAILURES))
+
+
 def host_overhead_probe():
     """The same low-bit call timed eagerly (time_ms: host overhead beyond the L2 flush leaks in) and
     as a graph replay (GPU time only), at a short and at the claim's length: the difference is the
@@ -195,11 +235,15 @@ def check_quantize_pack():
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--full", action="store_true", help="more correctness cases and timing shapes (several minutes)")
+    ap.add_argument("--pairs", action="store_true", help="only tm2's 2-bit channel-pair path: checks, then claim-shape timings")
     ap.add_argument("--sub", action="store_true",
                     help="only the subnormal convert: checks at several shapes, then claim-shape timings against 'asm'")
     ap.add_argument("--tm-quick", action="store_true",
                     help="only a first look at the tokens-in-M kernel at the claim shape (about a minute)")
     args = ap.parse_args()
+    if args.pairs:
+        pairs_probe()
+        return
     if args.sub:
         sub_probe()
         return

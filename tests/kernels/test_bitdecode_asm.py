@@ -34,9 +34,10 @@ def _value(tok: str, regs: dict) -> int:
     return regs[tok] if tok in regs else int(tok, 0)
 
 
-def run_ptx(asm: str, inputs: list[int]) -> tuple[int, int]:
-    """Run the kernel's asm block on 32-bit inputs ($2, $3, ...); returns ($0, $1)."""
-    regs = {f"${i + 2}": v & 0xFFFFFFFF for i, v in enumerate(inputs)}
+def run_ptx(asm: str, inputs: list[int], outputs: int = 2) -> tuple[int, ...]:
+    """Run the kernel's asm block on 32-bit inputs (numbered after the outputs: $2, $3, ... for two
+    outputs); returns ($0, $1, ...)."""
+    regs = {f"${i + outputs}": v & 0xFFFFFFFF for i, v in enumerate(inputs)}
     for line in asm.splitlines():
         line = line.strip().rstrip(";")
         if not line or line[0] in "{}." or line.startswith(".reg"):
@@ -70,7 +71,7 @@ def run_ptx(asm: str, inputs: list[int]) -> tuple[int, int]:
         else:
             raise AssertionError(f"unmodelled instruction {op}")
         regs[d] = out & 0xFFFFFFFF
-    return regs["$0"], regs["$1"]
+    return tuple(regs[f"${i}"] for i in range(outputs))
 
 
 def test_lop3_table_is_and_or():
@@ -130,6 +131,24 @@ def test_subnormal_pairs_are_the_codes_times_2_to_the_minus_24(bits, k):
         assert list(_f16x2(r1).astype(np.float64)) == [c * tiny * 2**bits for c in hi_c]
     top = (1 << bits) - 1  # the largest code is a subnormal too (the exponent field stays 0)
     assert np.float16(top * 2**bits * 2.0**-24) < np.finfo(np.float16).smallest_normal
+
+
+@pytest.mark.parametrize("k", range(4))
+def test_channel_pair_codes_are_subnormals_of_every_slot(k):
+    """tm2's 2-bit V words read as int32 channel pairs (kernels/bitdecode_tm2.py, ASM_CHANNEL_PAIR_SUB):
+    for two tokens' words, outputs 0-1 are the even channel's slots 2k and 2k+1 and outputs 2-3 the odd
+    channel's, slot j reading c * 2^(2 (j % 4) - 24) exactly, token 0 in the low half."""
+    from msrbook.kernels.bitdecode_tm2 import ASM_CHANNEL_PAIR_SUB
+
+    rng = np.random.default_rng(40 + k)
+    tiny = np.float64(2.0**-24)
+    words = [[int(x) for x in rng.integers(0, 2**32, size=2, dtype=np.uint64)] for _ in range(300)]
+    words += [[0xFFFFFFFF, 0xFFFFFFFF], [0, 0]]  # every code at its largest: still subnormal (exponent field 0)
+    for w in words:
+        outs = run_ptx(ASM_CHANNEL_PAIR_SUB[k], w, outputs=4)
+        for o, (half, j) in enumerate(((0, 2 * k), (0, 2 * k + 1), (16, 2 * k), (16, 2 * k + 1))):
+            codes = [(x >> (half + 2 * j)) & 3 for x in w]  # channel word = 16-bit half; slot j at bits 2j
+            assert list(_f16x2(outs[o]).astype(np.float64)) == [c * tiny * 2 ** (2 * (j % 4)) for c in codes], (k, o, w)
 
 
 def test_converter_catches_a_wrong_selector():

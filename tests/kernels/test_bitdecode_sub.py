@@ -25,7 +25,9 @@ CASES = [  # impl, bits, k_mode, B, H, Hkv, T, D, splits
     ("triton_tm", 4, "KT", 1, 6, 2, 260, 32, None),
     ("triton_tm", 2, "KC", 1, 2, 2, 640, 64, 1),
     ("triton_tm2", 4, "KC", 1, 3, 3, 640, 64, 2),
-    ("triton_tm2", 2, "KC", 2, 8, 2, 300, 32, None),
+    ("triton_tm2", 2, "KC", 2, 8, 2, 300, 32, None),  # D=32: 16-bit V words (channel pairs need D >= 64)
+    ("triton_tm2", 2, "KC", 1, 3, 3, 517, 64, 2),  # G=1, awkward length: V as int32 channel pairs
+    ("triton_tm2", 2, "KC", 2, 6, 2, 1030, 128, 3),  # G=3 padded to 4, D=128 (the claim's), channel pairs
 ]
 
 

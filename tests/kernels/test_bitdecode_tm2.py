@@ -98,3 +98,37 @@ def test_tm2_holds_fewer_registers_without_spills():
     assert regs < tm_regs and spill == 0, info
     regs, spill = info[("triton_tm2", "128")]
     assert regs <= 128 and spill == 0, info
+
+
+PAIRS_BUILD = """
+import re, subprocess, sys, tempfile
+from msrbook.kernels.bitdecode import compile_for_target
+for cvt in ("asm", "sub"):
+    k = compile_for_target("triton_tm2", bits=2, G=1, D=128, magic_cvt=cvt, num_warps=1, num_stages=2)
+    ttgir = k.asm["ttgir"]
+    v_i32 = len(re.findall(r"async_copy_global_to_local .*tensor<16x32x!tt.ptr<i32>", ttgir))
+    f16_to_smem = len(re.findall(r"ttg.local_alloc %.*tensor<64x16xf16", ttgir))
+    with tempfile.NamedTemporaryFile("w", suffix=".ptx") as f:
+        f.write(k.asm["ptx"])
+        f.flush()
+        r = subprocess.run([sys.argv[1], "-arch=sm_90a", "-v", f.name, "-o", "/dev/null"], capture_output=True, text=True)
+    regs = re.search(r"Used (\\d+) registers", r.stderr).group(1)
+    spill = sum(int(x) for x in re.findall(r"(\\d+) bytes spill (?:stores|loads)", r.stderr))
+    print(cvt, v_i32, f16_to_smem, regs, spill)
+"""
+
+
+@pytest.mark.skipif(not PTXAS.exists(), reason="Triton's ptxas is not installed")
+def test_tm2_2bit_values_as_channel_pairs_skip_the_shared_memory_round_trip():
+    """The 2-bit sm_90a build (G=1, D=128, 1 warp, 2 stages), read off its TTGIR and ptxas -v: with the
+    subnormal convert V's words are copied as int32 channel pairs by cp.async and no fp16 code tile
+    goes through shared memory; the "asm" build, which keeps 16-bit V words, is the contrast (its
+    codes are stored to shared memory slab by slab to be transposed, and it takes more registers)."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    out = subprocess.run([sys.executable, "-c", PAIRS_BUILD, str(PTXAS)], capture_output=True, text=True, env=env, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = {line.split()[0]: [int(x) for x in line.split()[1:]] for line in out.stdout.splitlines()}
+    v_i32, f16_to_smem, regs, spill = rows["sub"]
+    assert v_i32 > 0 and f16_to_smem == 0 and spill == 0, rows
+    a_v_i32, a_f16_to_smem, a_regs, _ = rows["asm"]
+    assert a_v_i32 == 0 and a_f16_to_smem > 0 and regs < a_regs, rows
