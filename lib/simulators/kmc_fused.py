@@ -101,7 +101,7 @@ def commit(kmc, v, vs, ts, X, dE, active, new_time) -> None:
         v.contiguous(), vs.contiguous(), ts.contiguous(), X.contiguous(), dE.contiguous(),
         active.contiguous().view(torch.int8), new_time.contiguous(),
         kmc.species, kmc.vac_pos, vmap, vtab, kmc._overflow.view(torch.int8), kmc.time, kmc.energy, kmc.events,
-        kmc.R, kmc.N, kmc.V, getattr(kmc, "_nt", 1), HAS_MAP=kmc._vmap is not None, HAS_TABLE=kmc._vtab is not None,
+        kmc.R, kmc.N, kmc.V, kmc._nt, HAS_MAP=kmc._vmap is not None, HAS_TABLE=kmc._vtab is not None,
         SLOTS=kmc.TABLE_SLOTS, BLOCK=BLOCK_R)
 
 

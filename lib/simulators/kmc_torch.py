@@ -162,6 +162,7 @@ class TorchKMC:
             raise ValueError(f"site_map must be None, False, True, 'map' or 'table', not {site_map!r}")
         self.site_map = mode if self._local else False
         self._vmap = self._vtab = None
+        self._nt = 1  # vacancy-table bins (table mode sets a power of 2 >= 8 V)
         mdt = torch.int16 if self.V < 32768 else torch.int32
         if self.site_map == "map":
             self._vmap = torch.full((self.R, self.N), -1, dtype=mdt, device=self.device)
@@ -176,7 +177,7 @@ class TorchKMC:
             near = [sorted(infl | {tuple(int(x) for x in n + o) for o in infl}) for n in bcc.NN1]
             self._near = torch.tensor(near, dtype=torch.int32, device=self.device)  # (8, 78, 3)
         # rates of all V vacancies, in replica chunks so that the (r, V, 126) site temporaries stay small
-        g, dE = self._rates.clone(), self._dE.clone()
+        g, dE = torch.empty_like(self._rates), torch.empty_like(self._dE)  # every replica chunk below fills them
         step = max(1, (1 << 22) // (self.V * self._reach.shape[0]))
         for r0 in range(0, self.R, step):
             r1 = min(self.R, r0 + step)
@@ -376,8 +377,9 @@ class TorchKMC:
             bins = (fs & (self._nt - 1))[..., None] * S + torch.arange(S, device=self.device)  # (R, K, S)
             ids = self._vtab.gather(1, bins.reshape(self.R, -1)).long()  # (R, K * S)
             pos = self.vac_pos.gather(1, ids.clamp(min=0)).view(self.R, K, S)
-            hit = (ids.view(self.R, K, S) >= 0) & (pos == fs[..., None]) & (fs[..., None] >= 0)
-            found = torch.where(hit, ids.view(self.R, K, S), -1).amax(-1)  # (R, K); -1: a free slot
+            ids = ids.view(self.R, K, S)
+            hit = (ids >= 0) & (pos == fs[..., None]) & (fs[..., None] >= 0)
+            found = torch.where(hit, ids, -1).amax(-1)  # (R, K); -1: a free slot
             return torch.cat([v[:, None], torch.where(found >= 0, found, v[:, None])], 1), overflow
         else:
             # scan all V vacancy positions (int32 coordinates)
