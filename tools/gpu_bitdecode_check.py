@@ -103,6 +103,21 @@ def tm_rows(B=1, H=32, Hkv=32, T=131072 + 100, D=128, settings=TM_SETTINGS, fp16
     return rows
 
 
+def claim_shape_report(configs, fp16_backends, json_name, props):
+    """Times the configs (both bit widths) and the fp16 baselines at the claim shape (batch 1, 32/32
+    heads, D=128, 131,072 + 100 tokens), logs each row's speedup over the fastest baseline, writes
+    the rows and the collected check failures to $OUT/json_name, and exits non-zero on a failure."""
+    rows = bench_shape(1, 32, 32, 131072 + 100, impls=(), fp16=fp16_backends, configs=configs, strict=False)
+    fp16 = min(r["ms"] for r in rows if r["bits"] == 16)
+    for r in rows:
+        log(f"  int{r['bits']} {r['backend']} {r['config']}: {r['ms']:.4f} ms  x{fp16 / r['ms']:.2f}  {r['error'][:150]}")
+    if "OUT" in os.environ:
+        with open(os.path.join(os.environ["OUT"], json_name), "w") as f:
+            json.dump({"device": props.name, "rows": rows, "failures": FAILURES}, f, indent=1)
+    if FAILURES:
+        raise SystemExit("FAILED checks:\n" + "\n".join(FAILURES))
+
+
 def sub_probe():
     """magic_cvt="sub" (fp16 subnormals, masks only) and "sub_plain" against the fp32 reference on the
     dequantized cache for every kernel, then the claim shape timed against the "asm" convert."""
@@ -142,15 +157,7 @@ def sub_probe():
                     dict(impl="triton_tm2", num_splits=48, num_warps=1, num_stages=2, magic_cvt=mc, maxnreg=128)]
     configs += [dict(impl="triton", num_splits=32, num_warps=2, num_stages=3, tile_softmax=True, magic_cvt="sub"),
                 dict(impl="triton_tm2", num_splits=64, num_warps=1, num_stages=2, magic_cvt="sub", maxnreg=128)]
-    rows = bench_shape(1, 32, 32, 131072 + 100, impls=(), fp16=("sdpa_cudnn",), configs=configs, strict=False)
-    fp16 = min(r["ms"] for r in rows if r["bits"] == 16)
-    for r in rows:
-        log(f"  int{r['bits']} {r['backend']} {r['config']}: {r['ms']:.4f} ms  x{fp16 / r['ms']:.2f}  {r['error'][:150]}")
-    if "OUT" in os.environ:
-        with open(os.path.join(os.environ["OUT"], "bitdecode_sub.json"), "w") as f:
-            json.dump({"device": props.name, "rows": rows, "failures": FAILURES}, f, indent=1)
-    if FAILURES:
-        raise SystemExit("FAILED checks:\n" + "\n".join(FAILURES))
+    claim_shape_report(configs, ("sdpa_cudnn",), "bitdecode_sub.json", props)
 
 
 def pairs_probe():
@@ -182,15 +189,7 @@ def pairs_probe():
     configs = [dict(tm2, num_splits=32, magic_cvt="asm")]
     configs += [dict(tm2, num_splits=s, magic_cvt="sub", **({"maxnreg": r} if r else {})) for s in (32, 48, 64) for r in (None, 128)]
     configs += [dict(tm2, num_splits=48, magic_cvt="sub", maxnreg=168), dict(tm2, num_splits=64, num_stages=3, magic_cvt="sub", maxnreg=128)]
-    rows = bench_shape(1, 32, 32, 131072 + 100, bits=(4, 2), impls=(), fp16=("sdpa_cudnn", "sdpa_flash"), configs=configs, strict=False)
-    fp16 = min(r["ms"] for r in rows if r["bits"] == 16)
-    for r in rows:
-        log(f"  int{r['bits']} {r['backend']} {r['config']}: {r['ms']:.4f} ms  x{fp16 / r['ms']:.2f}  {r['error'][:150]}")
-    if "OUT" in os.environ:
-        with open(os.path.join(os.environ["OUT"], "bitdecode_pairs.json"), "w") as f:
-            json.dump({"device": props.name, "rows": rows, "failures": FAILURES}, f, indent=1)
-    if FAILURES:
-        raise SystemExit("FAILED checks:\n" + "\n".join(FAILURES))
+    claim_shape_report(configs, ("sdpa_cudnn", "sdpa_flash"), "bitdecode_pairs.json", props)
 
 
 def host_overhead_probe():
