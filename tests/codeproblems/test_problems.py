@@ -1,6 +1,7 @@
 """Problem templates: oracles, validators, generators and the candidate catalogue (trusted, in-process:
 the catalogue's sources are written by this project, so exec-ing them here is safe)."""
 
+import gc
 import time
 from functools import lru_cache
 
@@ -80,13 +81,24 @@ def test_catalogue_labels_match_the_oracle(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_oracle_is_fast_enough_at_max_scale(name):
     """max_scale is set so the oracle needs under a third of the judge's 1 s CPU limit; we assert
-    half, a margin for a loaded CI machine (process CPU time, not wall time)."""
+    half, a margin for a loaded CI machine. CPU time of this thread, where the oracle runs (not wall
+    time, not other threads). The judge runs a program in a fresh process, so the objects the test
+    session has built up are frozen out of the garbage collector for the measurement: a fresh
+    clone's `make test` once read 0.503 s for tree_diameter, whose oracle needs about 0.1 s alone;
+    after the book tests the cyclic collector's passes over their heap took 0.164 s against 0.070 s
+    frozen."""
     p = catalog.get(name)
     s, _ = inputs_and_truth(name)
     top = max(range(len(s.inputs)), key=lambda i: len(s.inputs[i]))
-    t0 = time.process_time()
-    run_trusted(p.oracle, s.inputs[top])
-    assert time.process_time() - t0 < 0.5
+    gc.collect()
+    gc.freeze()
+    try:
+        t0 = time.thread_time()
+        run_trusted(p.oracle, s.inputs[top])
+        spent = time.thread_time() - t0
+    finally:
+        gc.unfreeze()
+    assert spent < 0.5, f"{name}: {spent:.3f} s of CPU"
 
 
 def test_validators_reject_broken_inputs():
