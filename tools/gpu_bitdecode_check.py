@@ -42,6 +42,20 @@ def log(msg):
     print(f"[{time.time() - T0:6.1f}s] {msg}", flush=True)
 
 
+def outlier_case(bits, k_mode, B, H, Hkv, T, D, v_outlier=False):
+    """Random q, K, V on the GPU (seeded by T) with an outlier K channel (and, with v_outlier, an
+    outlier V channel), their quantized cache, and the fp32 reference on the dequantized cache."""
+    g = torch.Generator(device="cuda").manual_seed(T)
+    q = torch.randn(B, H, D, device="cuda", generator=g).half()
+    k, v = (torch.randn(B, Hkv, T, D, device="cuda", generator=g).half() for _ in range(2))
+    k[..., 7] *= 10
+    if v_outlier:
+        v[..., 5] *= 10
+    cache = QuantKVCache(QuantConfig(bits=bits, k_mode=k_mode), B, Hkv, D, device="cuda")
+    cache.append(k, v)
+    return q, cache, decode_attention_ref(q, *cache.dequantized())
+
+
 def check_decode(full=False):
     """Every impl vs the fp32 reference on the dequantized cache (atol 1e-2 of the output scale,
     see tests/kernels/test_bitdecode.py for the fp16 roundings it covers). Each case:
@@ -63,13 +77,7 @@ def check_decode(full=False):
     for bits, k_mode, B, H, Hkv, T, D, kw in cases:
         label = f"{bits}-bit {k_mode} B={B} H={H} Hkv={Hkv} T={T} D={D} {kw}"
         try:
-            g = torch.Generator(device="cuda").manual_seed(T)
-            q = torch.randn(B, H, D, device="cuda", generator=g).half()
-            k, v = (torch.randn(B, Hkv, T, D, device="cuda", generator=g).half() for _ in range(2))
-            k[..., 7] *= 10  # an outlier channel
-            cache = QuantKVCache(QuantConfig(bits=bits, k_mode=k_mode), B, Hkv, D, device="cuda")
-            cache.append(k, v)
-            ref = decode_attention_ref(q, *cache.dequantized())
+            q, cache, ref = outlier_case(bits, k_mode, B, H, Hkv, T, D)
             for impl in ("triton", "cuda_core", "naive") if not kw else ("triton",):
                 out = bitdecode_attention(q, cache, impl=impl, **kw)
                 assert_close(out.float(), ref, rtol=0, atol=1e-2 * float(ref.abs().max()), name=f"{impl} {label}")
@@ -128,13 +136,7 @@ def sub_probe():
     for bits in (4, 2):
         for k_mode in ("KC", "KT"):
             for B, H, Hkv, T, D in shapes:
-                g = torch.Generator(device="cuda").manual_seed(T)
-                q = torch.randn(B, H, D, device="cuda", generator=g).half()
-                k, v = (torch.randn(B, Hkv, T, D, device="cuda", generator=g).half() for _ in range(2))
-                k[..., 7] *= 10  # an outlier channel
-                cache = QuantKVCache(QuantConfig(bits=bits, k_mode=k_mode), B, Hkv, D, device="cuda")
-                cache.append(k, v)
-                ref = decode_attention_ref(q, *cache.dequantized())
+                q, cache, ref = outlier_case(bits, k_mode, B, H, Hkv, T, D)
                 for impl, kw in impls:
                     if impl == "triton_tm2" and k_mode == "KT":
                         continue
@@ -167,14 +169,7 @@ def pairs_probe():
     props = torch.cuda.get_device_properties(0)
     log(f"{props.name}, {props.multi_processor_count} SMs")
     for B, H, Hkv, T, D in [(3, 32, 8, 1000, 128), (1, 32, 32, 4196 + 37, 128), (2, 9, 3, 777, 64), (1, 8, 8, 128 * 40, 64)]:
-        g = torch.Generator(device="cuda").manual_seed(T)
-        q = torch.randn(B, H, D, device="cuda", generator=g).half()
-        k, v = (torch.randn(B, Hkv, T, D, device="cuda", generator=g).half() for _ in range(2))
-        k[..., 7] *= 10
-        v[..., 5] *= 10
-        cache = QuantKVCache(QuantConfig(bits=2, k_mode="KC"), B, Hkv, D, device="cuda")
-        cache.append(k, v)
-        ref = decode_attention_ref(q, *cache.dequantized())
+        q, cache, ref = outlier_case(2, "KC", B, H, Hkv, T, D, v_outlier=True)
         for kw in (dict(), dict(maxnreg=128), dict(num_splits=3)):
             label = f"tm2 sub 2-bit {kw} B={B} H={H}/{Hkv} T={T} D={D}"
             try:
