@@ -12,23 +12,12 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from msrbook.kernels.bitdecode import bitdecode_attention
 from msrbook.kernels.decode_attention import decode_attention_ref
-from msrbook.kvquant import QuantConfig, QuantKVCache
 from msrbook.testing import assert_close
 
-
-def _case(bits, k_mode, B, H, Hkv, T, D, seed, ramp=0.0):
-    g = torch.Generator().manual_seed(seed)
-    q = torch.randn(B, H, D, generator=g).half()
-    k, v = (torch.randn(B, Hkv, T, D, generator=g) for _ in range(2))
-    if ramp:  # later tokens align with q more and more: the running max grows all the way
-        k += ramp * torch.linspace(0, 1, T)[None, None, :, None] * q.float().reshape(B, Hkv, H // Hkv, D).mean(2)[:, :, None, :]
-    cache = QuantKVCache(QuantConfig(bits=bits, k_mode=k_mode), B, Hkv, D)
-    cache.append(k.half(), v.half())
-    return q, cache
+from bitdecode_cases import quant_case
 
 
 @pytest.mark.parametrize("bits,k_mode,B,H,Hkv,T,D,splits", [
@@ -39,19 +28,21 @@ def _case(bits, k_mode, B, H, Hkv, T, D, seed, ramp=0.0):
     (4, "KC", 1, 2, 2, 640, 64, 1),  # G=1, one split over several tiles
 ])
 def test_tm_equals_reference(bits, k_mode, B, H, Hkv, T, D, splits):
-    q, cache = _case(bits, k_mode, B, H, Hkv, T, D, seed=T)
+    q, cache = quant_case(bits, k_mode, B, H, Hkv, T, D, seed=T)
     ref = decode_attention_ref(q, *cache.dequantized())
     out = bitdecode_attention(q, cache, impl="triton_tm", num_splits=splits).float()
     assert_close(out, ref, rtol=0, atol=1e-2 * float(ref.abs().max()), name=f"tm {bits}-bit {k_mode}")
 
 
+@pytest.mark.parametrize("impl", ("triton_tm", "triton_tm2"))
 @pytest.mark.parametrize("bits", (4, 2))
-def test_tm_lazy_rescale_with_a_rising_maximum(bits):
-    """Scores that grow along the cache force many rescales (one split streams all tiles)."""
-    q, cache = _case(bits, "KC", 1, 4, 2, 1024 + 37, 64, seed=bits, ramp=6.0)
+def test_tm_lazy_rescale_with_a_rising_maximum(bits, impl):
+    """Scores that grow along the cache force many rescales (one split streams all tiles); both
+    tokens-in-M kernels (triton_tm2: kernels/bitdecode_tm2.py) share the lazy rescale."""
+    q, cache = quant_case(bits, "KC", 1, 4, 2, 1024 + 37, 64, seed=bits, ramp=6.0)
     ref = decode_attention_ref(q, *cache.dequantized())
-    out = bitdecode_attention(q, cache, impl="triton_tm", num_splits=1).float()
-    assert_close(out, ref, rtol=0, atol=1e-2 * float(ref.abs().max()), name="tm lazy rescale")
+    out = bitdecode_attention(q, cache, impl=impl, num_splits=1).float()
+    assert_close(out, ref, rtol=0, atol=1e-2 * float(ref.abs().max()), name=f"{impl} lazy rescale")
 
 
 COMPILE_TM = """

@@ -10,29 +10,17 @@ within fp32 rounding.
 """
 
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from msrbook.kernels.bitdecode import bitdecode_attention
 from msrbook.kernels.decode_attention import decode_attention_ref
-from msrbook.kvquant import QuantConfig, QuantKVCache
 from msrbook.testing import assert_close
 
-
-def _case(bits, k_mode, B, H, Hkv, T, D, seed, ramp=0.0):
-    g = torch.Generator().manual_seed(seed)
-    q = torch.randn(B, H, D, generator=g).half()
-    k, v = (torch.randn(B, Hkv, T, D, generator=g) for _ in range(2))
-    if ramp:  # later tokens align with q more and more: the running max grows all the way
-        k += ramp * torch.linspace(0, 1, T)[None, None, :, None] * q.float().reshape(B, Hkv, H // Hkv, D).mean(2)[:, :, None, :]
-    cache = QuantKVCache(QuantConfig(bits=bits, k_mode=k_mode), B, Hkv, D)
-    cache.append(k.half(), v.half())
-    return q, cache
+from bitdecode_cases import quant_case
 
 
 @pytest.mark.parametrize("bits,B,H,Hkv,T,D,splits", [
@@ -43,38 +31,47 @@ def _case(bits, k_mode, B, H, Hkv, T, D, seed, ramp=0.0):
     (4, 1, 2, 1, 1, 32, None),  # one token: the residual only
 ])
 def test_tm2_equals_reference(bits, B, H, Hkv, T, D, splits):
-    q, cache = _case(bits, "KC", B, H, Hkv, T, D, seed=T)
+    q, cache = quant_case(bits, "KC", B, H, Hkv, T, D, seed=T)
     ref = decode_attention_ref(q, *cache.dequantized())
     out = bitdecode_attention(q, cache, impl="triton_tm2", num_splits=splits).float()
     assert_close(out, ref, rtol=0, atol=1e-2 * float(ref.abs().max()), name=f"tm2 {bits}-bit")
 
 
-@pytest.mark.parametrize("bits", (4, 2))
-def test_tm2_lazy_rescale_with_a_rising_maximum(bits):
-    """Scores that grow along the cache force many rescales (one split streams all tiles)."""
-    q, cache = _case(bits, "KC", 1, 4, 2, 1024 + 37, 64, seed=bits, ramp=6.0)
-    ref = decode_attention_ref(q, *cache.dequantized())
-    out = bitdecode_attention(q, cache, impl="triton_tm2", num_splits=1).float()
-    assert_close(out, ref, rtol=0, atol=1e-2 * float(ref.abs().max()), name="tm2 lazy rescale")
-
-
 def test_tm2_needs_k_per_channel():
-    q, cache = _case(4, "KT", 1, 2, 2, 200, 32, seed=0)
+    q, cache = quant_case(4, "KT", 1, 2, 2, 200, 32, seed=0)
     with pytest.raises(ValueError, match="KC"):
         bitdecode_attention(q, cache, impl="triton_tm2")
 
 
 PTXAS = Path(__import__("triton").__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
-REGISTERS = """
-import subprocess, sys, tempfile
+# the start of every script below: ptxas -v (the path in argv[1]) on a PTX text -> (registers, spilled bytes)
+PTXAS_INFO = """
+import re, subprocess, sys, tempfile
 from msrbook.kernels.bitdecode import compile_for_target
-for kernel, cap in (("triton_tm", None), ("triton_tm2", None), ("triton_tm2", 128)):
-    ptx = compile_for_target(kernel, bits=4, G=1, D=128, magic_cvt="asm", num_warps=1, num_stages=2, maxnreg=cap).asm["ptx"]
+
+def ptxas_info(ptx):
     with tempfile.NamedTemporaryFile("w", suffix=".ptx") as f:
         f.write(ptx)
         f.flush()
         r = subprocess.run([sys.argv[1], "-arch=sm_90a", "-v", f.name, "-o", "/dev/null"], capture_output=True, text=True)
-    print(kernel, cap, " ".join(r.stderr.split()))
+    regs = int(re.search(r"Used (\\d+) registers", r.stderr).group(1))
+    return regs, sum(int(x) for x in re.findall(r"(\\d+) bytes spill (?:stores|loads)", r.stderr))
+"""
+
+
+def run_build_script(body: str) -> list[list[str]]:
+    """Run PTXAS_INFO + body in a process without the Triton interpreter; its output lines, split."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    out = subprocess.run([sys.executable, "-c", PTXAS_INFO + body, str(PTXAS)], capture_output=True, text=True, env=env,
+                         timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return [line.split() for line in out.stdout.splitlines()]
+
+
+REGISTERS = """
+for kernel, cap in (("triton_tm", None), ("triton_tm2", None), ("triton_tm2", 128)):
+    ptx = compile_for_target(kernel, bits=4, G=1, D=128, magic_cvt="asm", num_warps=1, num_stages=2, maxnreg=cap).asm["ptx"]
+    print(kernel, cap, *ptxas_info(ptx))
 """
 
 
@@ -83,16 +80,8 @@ def test_tm2_holds_fewer_registers_without_spills():
     """ptxas -v on the 4-bit, G=1 builds (1 warp, 2 stages, inline-PTX convert): the tokens-in-M kernel
     takes all 255 registers and spills; tm2 needs fewer and spills nothing, also under a 128 cap
     (16 warps per SM by registers)."""
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    out = subprocess.run([sys.executable, "-c", REGISTERS, str(PTXAS)], capture_output=True, text=True, env=env, timeout=900)
-    assert out.returncode == 0, out.stderr[-3000:]
-    info = {}
-    for line in out.stdout.splitlines():
-        kernel, cap, rest = line.split(" ", 2)
-        regs = int(re.search(r"Used (\d+) registers", rest).group(1))
-        spill = sum(int(x) for x in re.findall(r"(\d+) bytes spill (?:stores|loads)", rest))
-        info[(kernel, cap)] = (regs, spill)
-    assert len(info) == 3, out.stdout
+    info = {(kernel, cap): (int(regs), int(spill)) for kernel, cap, regs, spill in run_build_script(REGISTERS)}
+    assert len(info) == 3, info
     tm_regs, _ = info[("triton_tm", "None")]
     regs, spill = info[("triton_tm2", "None")]
     assert regs < tm_regs and spill == 0, info
@@ -101,20 +90,12 @@ def test_tm2_holds_fewer_registers_without_spills():
 
 
 PAIRS_BUILD = """
-import re, subprocess, sys, tempfile
-from msrbook.kernels.bitdecode import compile_for_target
 for cvt in ("asm", "sub"):
     k = compile_for_target("triton_tm2", bits=2, G=1, D=128, magic_cvt=cvt, num_warps=1, num_stages=2)
     ttgir = k.asm["ttgir"]
     v_i32 = len(re.findall(r"async_copy_global_to_local .*tensor<16x32x!tt.ptr<i32>", ttgir))
     f16_to_smem = len(re.findall(r"ttg.local_alloc %.*tensor<64x16xf16", ttgir))
-    with tempfile.NamedTemporaryFile("w", suffix=".ptx") as f:
-        f.write(k.asm["ptx"])
-        f.flush()
-        r = subprocess.run([sys.argv[1], "-arch=sm_90a", "-v", f.name, "-o", "/dev/null"], capture_output=True, text=True)
-    regs = re.search(r"Used (\\d+) registers", r.stderr).group(1)
-    spill = sum(int(x) for x in re.findall(r"(\\d+) bytes spill (?:stores|loads)", r.stderr))
-    print(cvt, v_i32, f16_to_smem, regs, spill)
+    print(cvt, v_i32, f16_to_smem, *ptxas_info(k.asm["ptx"]))
 """
 
 
@@ -124,10 +105,7 @@ def test_tm2_2bit_values_as_channel_pairs_skip_the_shared_memory_round_trip():
     subnormal convert V's words are copied as int32 channel pairs by cp.async and no fp16 code tile
     goes through shared memory; the "asm" build, which keeps 16-bit V words, is the contrast (its
     codes are stored to shared memory slab by slab to be transposed, and it takes more registers)."""
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    out = subprocess.run([sys.executable, "-c", PAIRS_BUILD, str(PTXAS)], capture_output=True, text=True, env=env, timeout=900)
-    assert out.returncode == 0, out.stderr[-3000:]
-    rows = {line.split()[0]: [int(x) for x in line.split()[1:]] for line in out.stdout.splitlines()}
+    rows = {cvt: [int(x) for x in rest] for cvt, *rest in run_build_script(PAIRS_BUILD)}
     v_i32, f16_to_smem, regs, spill = rows["sub"]
     assert v_i32 > 0 and f16_to_smem == 0 and spill == 0, rows
     a_v_i32, a_f16_to_smem, a_regs, _ = rows["asm"]
