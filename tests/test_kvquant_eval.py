@@ -1,4 +1,4 @@
-"""The accuracy harness of BitDecoding's notebook 03 (msrbook.kvquant_eval).
+"""The accuracy harness of BitDecoding's notebook 03 (msrbook.chapters.bitdecoding.kvquant_eval).
 
 The model tests run a tiny random Decoder in float64: the teacher-forced pass and the token-by-token
 reference then differ only in the order of float64 operations (~1e-15), so every fp16 rounding and
@@ -12,8 +12,8 @@ import math
 import pytest
 import torch
 
-from msrbook import kvquant_eval as ev
-from msrbook.kvquant import QuantConfig, QuantKVCache, fake_quant_k, fake_quant_v
+from msrbook.chapters.bitdecoding import kvquant_eval as ev
+from msrbook.kernels.bitdecode.quant import QuantConfig, QuantKVCache, fake_quant_k, fake_quant_v
 from msrbook.models import preset
 from msrbook.models.model import Decoder
 from msrbook.testing import assert_close

@@ -1,4 +1,4 @@
-"""The fake-quantization harness against the real cache and kernel (msrbook.kvquant_realcache), on a
+"""The fake-quantization harness against the real cache and kernel (msrbook.chapters.bitdecoding.kvquant_realcache), on a
 tiny random model in float32 (the kernel computes in fp16), kernels under the Triton interpreter on CPU.
 
 Tolerance: the kernel rounds q to fp16 (2^-11 relative) and multiplies fp16 operands with fp32
@@ -10,8 +10,8 @@ logits by as much as quantization does.
 
 import pytest
 
-from msrbook import kvquant_eval as ev
-from msrbook import kvquant_realcache as rc
+from msrbook.chapters.bitdecoding import kvquant_eval as ev
+from msrbook.chapters.bitdecoding import kvquant_realcache as rc
 
 from test_kvquant_eval import tiny_model, tokens
 

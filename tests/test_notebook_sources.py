@@ -3,8 +3,8 @@ then the parameters cell; every registry notebook exists and every profile's val
 
 import pytest
 
-from msrbook import nbtools, params
-from msrbook.registry import PROFILES, chapters
+from msrbook.pipeline import nbtools, params
+from msrbook.pipeline.registry import PROFILES, chapters
 
 
 @pytest.mark.parametrize("path", nbtools.notebooks(), ids=lambda p: f"{p.parent.name}/{p.name}")

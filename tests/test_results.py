@@ -6,8 +6,8 @@ import os
 import pandas as pd
 import pytest
 
-from msrbook import results
-from msrbook.registry import BookError
+from msrbook.pipeline import results
+from msrbook.errors import BookError
 
 CH, NB = "decode-roofline", "01-roofline"
 PARAMS = dict(batches=[1], lengths=[8], head_configs=[[4, 1]], head_dim=64)
@@ -102,7 +102,7 @@ def test_write_atomic_keeps_old_file_when_replace_fails(tmp_path, monkeypatch):
 
 
 def test_commit_from_environment(monkeypatch):
-    from msrbook import provenance
+    from msrbook.pipeline import provenance
     monkeypatch.setenv("MSRBOOK_COMMIT", "abc123")
     monkeypatch.setenv("MSRBOOK_DIRTY", "0")
     assert provenance.commit_info() == {"commit": "abc123", "dirty": False}
@@ -115,7 +115,7 @@ def test_bad_mode_is_rejected(monkeypatch):
 
 
 def test_list_parameters_may_mix_the_element_types_of_their_default():
-    from msrbook.params import check
+    from msrbook.pipeline.params import check
 
     defaults = {"configs": [[2, 4, 2], {"impl": "tm"}], "sizes": [1, 2]}
     ok = check(defaults, {"configs": [[8, 2], {"impl": "x", "n": 3}, [1]]}, "nb")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from msrbook.stale import combine, stale
+from msrbook.pipeline.stale import combine, stale
 
 
 def git(repo: Path, *args: str) -> str:

@@ -3,13 +3,13 @@
 import yaml
 
 from msrbook import repo_root
-from msrbook.bookpages import toc_text
-from msrbook.registry import chapters
+from msrbook.pipeline.bookpages import toc_text
+from msrbook.pipeline.registry import chapters
 
 
 def test_toc_matches_registry():
     committed = (repo_root() / "_toc.yml").read_text()
-    assert committed == toc_text(), "_toc.yml is out of sync with chapters.yml: run `python -m msrbook.bookbuild --toc-only`"
+    assert committed == toc_text(), "_toc.yml is out of sync with chapters.yml: run `python -m msrbook.pipeline.bookbuild --toc-only`"
 
 
 def test_toc_lists_every_chapter_and_its_pages_exist():

@@ -42,7 +42,7 @@ only=${ONLY:+ --only $ONLY}  # ONLY=02-gpu-speed tools/device_prepare.sh swarmth
 if [[ -n ${ONLY:-} ]]; then  # start from the committed gpu results (in the export), so the others are kept
   run+=" mkdir -p /tmp/res/$chapter && cp -r data/results/$chapter/gpu /tmp/res/$chapter/ ;"
 fi
-run+=" MSRBOOK_RESULTS=/tmp/res MSRBOOK_COMMIT=$commit MSRBOOK_DIRTY=0 timeout 560 python3 -m msrbook.cli reproduce $chapter --profile gpu$only;"
+run+=" MSRBOOK_RESULTS=/tmp/res MSRBOOK_COMMIT=$commit MSRBOOK_DIRTY=0 timeout 560 python3 -m msrbook.pipeline.cli reproduce $chapter --profile gpu$only;"
 run+=" rc=\$?; tar czf \$OUT/res.tgz /tmp/res _build/executed; exit \$rc"
 
 case $chapter in

@@ -1,4 +1,4 @@
-"""GPU check of the BitDecoding kernels (kernels/bitdecode.py), for one run on the device machine.
+"""GPU check of the BitDecoding kernels (kernels/bitdecode/), for one run on the device machine.
 
 1. Correctness: every low-bit impl (Triton tensor cores, CUDA cores, naive) against the fp32
    reference on the dequantized cache, 4 and 2 bits, KC and KT, several shapes; the fused
@@ -10,8 +10,8 @@
 3. A compact table last: ms, GB/s, % of the measured roofline, speedup over the fastest fp16
    baseline against the ideal 16 / (b + 0.25). Exits non-zero if any check failed.
 
-It also checks and times the experimental tokens-in-M kernels (kernels/bitdecode_tm.py, and in channel
-halves kernels/bitdecode_tm2.py).
+It also checks and times the experimental tokens-in-M kernels (kernels/bitdecode/tm.py, and in channel
+halves kernels/bitdecode/tm2.py).
 
 Usage: python3 tools/gpu_bitdecode_check.py [--full | --tm-quick] ; rows go to $OUT/bitdecode_rows.json.
 Without --full it took about 4 minutes on an H200 (compiles included, before the tokens-in-M rows
@@ -31,7 +31,7 @@ from msrbook.bench import measure_bandwidth, roofline_gbps
 from msrbook.bench import time_graph_ms, time_ms
 from msrbook.kernels.bitdecode import bench_shape, bitdecode_attention, quantize_pack_ms
 from msrbook.kernels.decode_attention import decode_attention_ref
-from msrbook.kvquant import QuantConfig, QuantKVCache, pack, quantize
+from msrbook.kernels.bitdecode.quant import QuantConfig, QuantKVCache, pack, quantize
 from msrbook.testing import assert_close
 
 T0 = time.time()
@@ -102,7 +102,7 @@ def tm_configs(settings):
 
 
 def tm_rows(B=1, H=32, Hkv=32, T=131072 + 100, D=128, settings=TM_SETTINGS, fp16=()):
-    """The experimental tokens-in-M kernel (impl "triton_tm", kernels/bitdecode_tm.py) through
+    """The experimental tokens-in-M kernel (impl "triton_tm", kernels/bitdecode/tm.py) through
     bench_shape: checked on the first and last batch element, then timed, per knob setting (a
     wrong result is a WRONG row, not timed)."""
     rows = bench_shape(B, H, Hkv, T, D, impls=(), fp16=fp16, configs=tm_configs(settings), strict=False)
@@ -259,7 +259,7 @@ def main():
                                      (16, 2, 3, True), (128, 1, 3, True))]
     configs += tm_configs(TM_SETTINGS)  # the experimental tokens-in-M kernel, same shape, same data
     configs += [dict(impl="triton_tm2", num_splits=sp, num_warps=1, num_stages=2, magic_cvt="asm", **({"maxnreg": r} if r else {}))
-                for sp, r in ((32, None), (32, 168), (48, 128), (64, 168))]  # in channel halves (kernels/bitdecode_tm2.py)
+                for sp, r in ((32, None), (32, 168), (48, 128), (64, 168))]  # in channel halves (kernels/bitdecode/tm2.py)
     if args.full:
         configs += [dict(num_splits=s, num_warps=w, num_stages=st) for s, w, st in
                     ((64, 2, 3), (128, 2, 3), (32, 4, 2), (128, 4, 3), (32, 8, 3), (32, 4, 4))]

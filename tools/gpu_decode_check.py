@@ -2,7 +2,7 @@
 
 1. Correctness: Triton and TileLang against the fp32 reference at several shapes, fp16 and bf16.
 2. Timing: Triton / TileLang / SDPA flash / SDPA cuDNN at B=16, 64 q / 8 kv heads, D=128, fp16,
-   32K and 128K tokens (`msrbook.decode_bench.sweep`), the measured read and copy bandwidth, and a
+   32K and 128K tokens (`msrbook.chapters.decode_roofline.sweep.sweep`), the measured read and copy bandwidth, and a
    small sweep of the Triton knobs at 128K.
 3. A short table last. Exits non-zero if any check failed (after printing what it measured).
 
@@ -19,7 +19,7 @@ from dataclasses import asdict
 import torch
 
 from msrbook.bench import gbps, measure_bandwidth, roofline_gbps, time_ms
-from msrbook.decode_bench import SCALED_TOL, best_backend_ratio, sweep
+from msrbook.chapters.decode_roofline.sweep import SCALED_TOL, best_backend_ratio, sweep
 from msrbook.kernels.decode_attention import (
     decode_attention, decode_attention_ref, decode_bytes, default_config, device_limits)
 from msrbook.testing import assert_close

@@ -22,7 +22,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ..registry import BookError
+from ..errors import BookError
 
 AttentionFn = Callable[..., torch.Tensor]
 

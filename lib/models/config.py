@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..registry import BookError
+from ..errors import BookError
 from .rope import RopeConfig
 
 

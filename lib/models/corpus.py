@@ -19,7 +19,7 @@ from functools import lru_cache
 
 import torch
 
-from ..registry import BookError
+from ..errors import BookError
 from . import fetch
 
 CORPORA = ("shakespeare",)

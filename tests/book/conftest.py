@@ -1,4 +1,4 @@
-"""The book is built once per test session (`python -m msrbook.bookbuild`, exactly what `make
+"""The book is built once per test session (`python -m msrbook.pipeline.bookbuild`, exactly what `make
 book` runs) and shared by every test in this folder."""
 
 import os
@@ -17,7 +17,7 @@ BUILD_TIMEOUT_S = 1200  # replay of every chapter plus Sphinx; about a minute to
 def html() -> Path:
     """The built HTML folder (_build/html); the build's own output is shown when it fails."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MSRBOOK_") and k != "TRITON_INTERPRET"}
-    out = subprocess.run([sys.executable, "-m", "msrbook.bookbuild"], cwd=repo_root(), env=env,
+    out = subprocess.run([sys.executable, "-m", "msrbook.pipeline.bookbuild"], cwd=repo_root(), env=env,
                          capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
     if out.returncode != 0:
         pytest.fail(f"make book failed (exit {out.returncode}):\n{(out.stdout + out.stderr)[-6000:]}", pytrace=False)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from msrbook.bookbuild import pending_chapters
-from msrbook.registry import chapters
+from msrbook.pipeline.bookbuild import pending_chapters
+from msrbook.pipeline.registry import chapters
 
 pytestmark = pytest.mark.book
 CHROMIUM = Path("/usr/bin/chromium")

@@ -8,9 +8,9 @@ import pytest
 from bs4 import BeautifulSoup
 
 from msrbook import repo_root
-from msrbook.bookbuild import pending_chapters
-from msrbook.registry import chapters
-from msrbook.results import best_profile
+from msrbook.pipeline.bookbuild import pending_chapters
+from msrbook.pipeline.registry import chapters
+from msrbook.pipeline.results import best_profile
 
 pytestmark = pytest.mark.book
 RESULTS = repo_root() / "data" / "results"

@@ -6,8 +6,9 @@ from dataclasses import replace
 
 import pytest
 
-from msrbook import bookbuild, bookpages
-from msrbook.registry import BookError, chapter, chapters
+from msrbook.pipeline import bookbuild, bookpages
+from msrbook.errors import BookError
+from msrbook.pipeline.registry import chapter, chapters
 
 pytestmark = pytest.mark.book
 

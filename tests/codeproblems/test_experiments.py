@@ -6,7 +6,7 @@ import random
 import pytest
 
 from msrbook import sandbox
-from msrbook.codeproblems import catalog, experiments, generate
+from msrbook.chapters.rstar_coder import catalog, experiments, generate
 
 
 @pytest.fixture(scope="module")

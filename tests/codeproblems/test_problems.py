@@ -7,8 +7,8 @@ from functools import lru_cache
 
 import pytest
 
-from msrbook.codeproblems import candidates, catalog, generate
-from msrbook.codeproblems.problems import Mutant, apply_mutant, normalize_output, run_trusted
+from msrbook.chapters.rstar_coder import candidates, catalog, generate
+from msrbook.chapters.rstar_coder.problems import Mutant, apply_mutant, normalize_output, run_trusted
 
 NAMES = [p.name for p in catalog.PROBLEMS]
 N_INPUTS = 28  # two passes over the 14-value scale grid

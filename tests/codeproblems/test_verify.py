@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from msrbook.codeproblems import verify
+from msrbook.chapters.rstar_coder import verify
 
 
 def test_accepts_a_clear_majority():

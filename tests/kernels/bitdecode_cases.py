@@ -3,7 +3,7 @@ this folder on sys.path for them): a random query and quantized cache."""
 
 import torch
 
-from msrbook.kvquant import QuantConfig, QuantKVCache
+from msrbook.kernels.bitdecode.quant import QuantConfig, QuantKVCache
 
 
 def quant_case(bits, k_mode, B, H, Hkv, T, D, seed, ramp=0.0):

@@ -1,4 +1,4 @@
-"""Low-bit decode (kernels/bitdecode.py) and the quantized KV cache (lib/kvquant.py): on CPU under
+"""Low-bit decode (kernels/bitdecode/) and the quantized KV cache (kernels/bitdecode/quant.py): on CPU under
 the Triton interpreter (tests/conftest.py), on the GPU where there is one. Every decode impl is
 reduced to the dense fp32 reference on the dequantized cache. Glossary: B, H, Hkv, G = H // Hkv, T, D."""
 
@@ -11,7 +11,7 @@ import torch
 
 from msrbook.kernels.bitdecode import bitdecode_attention, quantize_pack_kv
 from msrbook.kernels.decode_attention import decode_attention_ref
-from msrbook.kvquant import QuantConfig, QuantKVCache, fake_quant_k, fake_quant_v, pack, quantize
+from msrbook.kernels.bitdecode.quant import QuantConfig, QuantKVCache, fake_quant_k, fake_quant_v, pack, quantize
 from msrbook.testing import assert_close
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"

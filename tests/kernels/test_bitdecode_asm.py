@@ -1,4 +1,4 @@
-"""The inline-PTX code converters of kernels/bitdecode.py (magic_cvt="asm", and "sub": fp16 subnormals).
+"""The inline-PTX code converters of kernels/bitdecode/ (magic_cvt="asm", and "sub": fp16 subnormals).
 
 The Triton interpreter cannot run inline PTX, so its arithmetic is checked here by a small model of
 the six PTX instructions it uses (semantics from the PTX ISA: prmt's default mode, lop3's lookup
@@ -135,10 +135,10 @@ def test_subnormal_pairs_are_the_codes_times_2_to_the_minus_24(bits, k):
 
 @pytest.mark.parametrize("k", range(4))
 def test_channel_pair_codes_are_subnormals_of_every_slot(k):
-    """tm2's 2-bit V words read as int32 channel pairs (kernels/bitdecode_tm2.py, ASM_CHANNEL_PAIR_SUB):
+    """tm2's 2-bit V words read as int32 channel pairs (kernels/bitdecode/tm2.py, ASM_CHANNEL_PAIR_SUB):
     for two tokens' words, outputs 0-1 are the even channel's slots 2k and 2k+1 and outputs 2-3 the odd
     channel's, slot j reading c * 2^(2 (j % 4) - 24) exactly, token 0 in the low half."""
-    from msrbook.kernels.bitdecode_tm2 import ASM_CHANNEL_PAIR_SUB
+    from msrbook.kernels.bitdecode.tm2 import ASM_CHANNEL_PAIR_SUB
 
     rng = np.random.default_rng(40 + k)
     tiny = np.float64(2.0**-24)

@@ -1,4 +1,4 @@
-"""The subnormal code convert (magic_cvt="sub" on a GPU, "sub_plain" anywhere; kernels/bitdecode.py):
+"""The subnormal code convert (magic_cvt="sub" on a GPU, "sub_plain" anywhere; kernels/bitdecode/):
 codes read as fp16 subnormals c * 2^-24 and the kernels undo the power-of-two scale in fp32, so the
 outputs equal the plain convert's up to the order of fp32 rounding. Checked under the interpreter
 for the three tensor-core kernels, K per channel and per token, against the plain convert of the
@@ -16,7 +16,7 @@ import torch
 
 from msrbook.kernels.bitdecode import bitdecode_attention
 from msrbook.kernels.decode_attention import decode_attention_ref
-from msrbook.kvquant import QuantConfig, QuantKVCache
+from msrbook.kernels.bitdecode.quant import QuantConfig, QuantKVCache
 from msrbook.testing import assert_close
 
 CASES = [  # impl, bits, k_mode, B, H, Hkv, T, D, splits

@@ -1,6 +1,6 @@
-"""The experimental tokens-in-M low-bit decode (kernels/bitdecode_tm.py, impl="triton_tm") equals the fp32 reference on
+"""The experimental tokens-in-M low-bit decode (kernels/bitdecode/tm.py, impl="triton_tm") equals the fp32 reference on
 the dequantized cache, under the Triton interpreter (plain convert; the inline-PTX convert it shares
-with kernels/bitdecode.py is tested in test_bitdecode_asm.py), and compiles for sm_90.
+with kernels/bitdecode/ is tested in test_bitdecode_asm.py), and compiles for sm_90.
 
 Tolerance: 1e-2 of the output's largest magnitude, the reasoning of test_bitdecode.py (fp16
 roundings of q o s and p o s_v, each 2^-11 relative, summed over many tokens), here with p up to
@@ -38,7 +38,7 @@ def test_tm_equals_reference(bits, k_mode, B, H, Hkv, T, D, splits):
 @pytest.mark.parametrize("bits", (4, 2))
 def test_tm_lazy_rescale_with_a_rising_maximum(bits, impl):
     """Scores that grow along the cache force many rescales (one split streams all tiles); both
-    tokens-in-M kernels (triton_tm2: kernels/bitdecode_tm2.py) share the lazy rescale."""
+    tokens-in-M kernels (triton_tm2: kernels/bitdecode/tm2.py) share the lazy rescale."""
     q, cache = quant_case(bits, "KC", 1, 4, 2, 1024 + 37, 64, seed=bits, ramp=6.0)
     ref = decode_attention_ref(q, *cache.dequantized())
     out = bitdecode_attention(q, cache, impl=impl, num_splits=1).float()

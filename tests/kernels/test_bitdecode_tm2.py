@@ -1,4 +1,4 @@
-"""The tokens-in-M decode in channel halves (kernels/bitdecode_tm2.py, impl="triton_tm2") equals the fp32
+"""The tokens-in-M decode in channel halves (kernels/bitdecode/tm2.py, impl="triton_tm2") equals the fp32
 reference on the dequantized cache under the Triton interpreter (plain convert; the inline-PTX
 convert is tested in test_bitdecode_asm.py), and its sm_90a build keeps fewer registers than the
 tokens-in-M kernel without spilling, which is what it exists for.

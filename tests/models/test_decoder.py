@@ -12,7 +12,7 @@ from msrbook.models.generate import decode_one, generate, prefill
 from msrbook.models.model import Decoder
 from msrbook.models.reference import naive_logits
 from msrbook.models.rope import RopeConfig
-from msrbook.registry import BookError
+from msrbook.errors import BookError
 
 LAYOUTS = {  # awkward head layouts, each with H, Hk, Hv, Dk, Dv set independently
     "mha": ModelConfig(n_q=4, n_k=4, n_v=4, d_qk=32, d_v=32),

@@ -4,7 +4,7 @@ that lists the valid names."""
 import pytest
 
 from msrbook.models import config, corpus, rope, tasks
-from msrbook.registry import BookError
+from msrbook.errors import BookError
 
 CASES = [
     (lambda: config.preset("tiny"), "'tiny'", list(config.PRESETS)),

@@ -7,7 +7,7 @@ import torch
 
 from msrbook.models.rope import (RopeConfig, SCALINGS, apply_rope, cos_sin, inv_freq, scale_factors,
                                  temperature)
-from msrbook.registry import BookError
+from msrbook.errors import BookError
 
 D, B_, S, L_TRAIN = 64, 10000.0, 4.0, 256
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from msrbook.registry import chapters
+from msrbook.pipeline.registry import chapters
 
 pytestmark = pytest.mark.notebooks
 CHAPTERS = [c.name for c in chapters() if c.notebooks]
@@ -20,7 +20,7 @@ CHAPTERS = [c.name for c in chapters() if c.notebooks]
 def reproduce(root: Path, chapter: str, *extra: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "MSRBOOK_RESULTS": str(root)}
     env.pop("TRITON_INTERPRET", None)  # notebooks choose it themselves (msrbook.runtime)
-    return subprocess.run([sys.executable, "-m", "msrbook.cli", "reproduce", chapter, "--profile", "ci", *extra],
+    return subprocess.run([sys.executable, "-m", "msrbook.pipeline.cli", "reproduce", chapter, "--profile", "ci", *extra],
                           capture_output=True, text=True, env=env, timeout=900)
 
 

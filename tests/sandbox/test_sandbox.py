@@ -11,7 +11,7 @@ import pytest
 
 from msrbook import sandbox as S
 from msrbook.sandbox import Limits, Result, Sandbox, SandboxUnavailable, Verdict, judge
-from msrbook.sandbox_attacks import _procs_of
+from msrbook.sandbox.attacks import _procs_of
 
 ROOT = os.geteuid() == 0  # root mode: programs run as uids of their own; else a user namespace
 

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from msrbook import sandbox as S
-from msrbook import sandbox_attacks as A
+from msrbook.sandbox import attacks as A
 
 pytestmark = pytest.mark.skipif(not S.available(), reason="sandbox isolation unavailable here: "
                                 + "; ".join(S._probe()) if sys.platform.startswith("linux") else "not Linux")
@@ -110,14 +110,13 @@ def test_battery_contained_in_user_namespace_mode():
         pkg, repo = base / "pkg" / "msrbook", base / "repo"
         pkg.mkdir(parents=True)
         repo.mkdir()
-        for name in ("sandbox.py", "sandbox_attacks.py"):
-            shutil.copy(Path(S.__file__).parent / name, pkg / name)
+        shutil.copytree(Path(S.__file__).parent, pkg / "sandbox", ignore=shutil.ignore_patterns("__pycache__"))
         (pkg / "__init__.py").write_text(f"from pathlib import Path\ndef repo_root():\n    return Path({str(repo)!r})\n")
         (repo / "chapters.yml").write_text("chapters: []\n")
         script = base / "run.py"
         script.write_text(f"import json, sys\nsys.path.insert(0, {str(pkg.parent)!r})\n"
-                          "from msrbook import sandbox, sandbox_attacks\n"
-                          "print(json.dumps([sandbox.check()['mode'], sandbox_attacks.run_battery()]))\n")
+                          "from msrbook import sandbox\nfrom msrbook.sandbox import attacks\n"
+                          "print(json.dumps([sandbox.check()['mode'], attacks.run_battery()]))\n")
         for p in [base, *base.rglob("*")]:
             os.chmod(p, 0o755 if p.is_dir() else 0o644)
         os.chown(repo, 65534, 65534)  # the battery plants its secret under the repository's .cache/

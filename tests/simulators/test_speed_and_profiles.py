@@ -6,8 +6,8 @@ import math
 import yaml
 
 from msrbook import repo_root
-from msrbook.params import notebook_defaults
-from msrbook.simulators.speed import serial_throughput, torch_throughput
+from msrbook.pipeline.params import notebook_defaults
+from msrbook.chapters.swarmthinkers.speed import serial_throughput, torch_throughput
 
 NB = repo_root() / "notebooks" / "swarmthinkers"
 

@@ -1,4 +1,4 @@
-"""The swarm of learned agents (msrbook.simulators.swarm) on top of the torch KMC: a uniform policy is
+"""The swarm of learned agents (msrbook.chapters.swarmthinkers.swarm) on top of the torch KMC: a uniform policy is
 classical KMC, the importance weights are unbiased, the policy is shared and local, PPO optimises."""
 
 import math
@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from msrbook.simulators import swarm as sw
+from msrbook.chapters.swarmthinkers import swarm as sw
 from msrbook.simulators.kmc_torch import TorchKMC
 
 ALPHA = 1e-3  # significance of every distributional test here (seeded, so each outcome is fixed)

@@ -1,7 +1,7 @@
 """`make book`: stage the book, replay every notebook against committed results, build the HTML.
 
-    python -m msrbook.bookbuild              # _build/stage -> _build/html (offline, warnings fail)
-    python -m msrbook.bookbuild --toc-only   # regenerate _toc.yml from chapters.yml
+    python -m msrbook.pipeline.bookbuild              # _build/stage -> _build/html (offline, warnings fail)
+    python -m msrbook.pipeline.bookbuild --toc-only   # regenerate _toc.yml from chapters.yml
 
 Steps: (a) copy _config.yml, _toc.yml, book/ and notebooks/ into _build/stage; (b) for each
 chapter with committed results, execute its notebooks with papermill in replay mode against the
@@ -30,8 +30,10 @@ from pathlib import Path
 
 import yaml
 
-from . import bookpages, repo_root
-from .registry import BookError, Chapter, chapters, exit_code
+from . import bookpages
+from .. import repo_root
+from ..errors import BookError, exit_code
+from .registry import Chapter, chapters
 from .results import best_profile
 
 MATHJAX = Path("node_modules/mathjax/es5")  # `npm install` (make setup) puts it here
@@ -44,7 +46,7 @@ def toc_path() -> Path:
 
 def check_toc() -> None:
     if not toc_path().exists() or toc_path().read_text() != bookpages.toc_text():
-        raise BookError("_toc.yml is out of sync with chapters.yml; run `python -m msrbook.bookbuild --toc-only`")
+        raise BookError("_toc.yml is out of sync with chapters.yml; run `python -m msrbook.pipeline.bookbuild --toc-only`")
 
 
 def pending_chapters() -> frozenset[str]:
@@ -184,7 +186,7 @@ def build(jobs: int = 2, verbose: bool = False, results: Path | None = None) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m msrbook.bookbuild", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m msrbook.pipeline.bookbuild", description=__doc__.split("\n")[0])
     ap.add_argument("--toc-only", action="store_true", help="regenerate _toc.yml from chapters.yml and stop")
     ap.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1), help="chapters replayed at once")
     ap.add_argument("--results", type=Path, default=None,

@@ -1,4 +1,4 @@
-"""Experimental: the tokens-in-M decode (kernels/bitdecode_tm.py), run as
+"""Experimental: the tokens-in-M decode (kernels/bitdecode/tm.py), run as
 `bitdecode_attention(..., impl="triton_tm2")`, restructured so that fewer registers are live. Each
 product works on one half of the channels at a time, so only half a tile's words are held. A
 register cap (maxnreg) can then buy more resident warps without spills.
@@ -11,7 +11,7 @@ Why: Nsight Compute on an H200 showed the low-bit kernels bound by latency at 2 
 (kernels/NOTES-bitdecode.md, fifth session). ptxas builds this kernel (4 bits, G=1, 1 warp) with
 168 registers and no spills, against 255 with spills for triton_tm (tests/kernels/test_bitdecode_tm2.py).
 K per channel (KC) only. It uses the same cache, splits, combine and conversions as
-kernels/bitdecode.py.
+kernels/bitdecode/.
 
 At 2 bits with the subnormal convert, V's 16-bit words are read as 32-bit channel pairs (channel 2i
 in the low half, 2i+1 in the high half), and the value product runs separately for the even and the
@@ -161,7 +161,7 @@ def _tm2_split_kernel(
     G: tl.constexpr, BLOCK_G: tl.constexpr, D: tl.constexpr, BITS: tl.constexpr, TILE: tl.constexpr,
     K_PER_CHANNEL: tl.constexpr, BLOCK_R: tl.constexpr, MAGIC: tl.constexpr, LAZY: tl.constexpr,
 ):
-    """Arguments as kernels/bitdecode_tm.py's `_tm_split_kernel` (K_PER_CHANNEL must be True)."""
+    """Arguments as kernels/bitdecode/tm.py's `_tm_split_kernel` (K_PER_CHANNEL must be True)."""
     PER: tl.constexpr = 8
     ROWS: tl.constexpr = TILE // PER
     DH: tl.constexpr = D // 2

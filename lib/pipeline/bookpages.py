@@ -16,12 +16,13 @@ import yaml
 
 from . import claims as claims_mod
 from .provenance import device_label
-from .registry import PROFILES, BookError, Chapter, chapters
+from .registry import PROFILES, Chapter, chapters
+from ..errors import BookError
 from .results import available_profiles
 from .stale import combine, stale
 
 PARTS = (("background", "Background"), ("papers", "The papers"), ("appendix", "Appendix"))
-TOC_HEADER = ("# Generated from chapters.yml by `python -m msrbook.bookbuild --toc-only`; do not edit by hand.\n"
+TOC_HEADER = ("# Generated from chapters.yml by `python -m msrbook.pipeline.bookbuild --toc-only`; do not edit by hand.\n"
               "# tests/test_toc.py fails when it is out of sync with the registry.\n")
 
 

@@ -13,8 +13,8 @@ import time
 
 import torch
 
-from .kmc_serial import SerialKMC
-from .kmc_torch import TorchKMC
+from msrbook.simulators.kmc_serial import SerialKMC
+from msrbook.simulators.kmc_torch import TorchKMC
 
 
 def allow_recompiles(n: int = 64) -> None:

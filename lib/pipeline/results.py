@@ -30,9 +30,10 @@ import pandas as pd
 
 from . import claims as claims_mod
 from . import provenance as prov
-from . import repo_root
+from .. import repo_root
 from .params import check as check_params, notebook_defaults
-from .registry import PROFILES, BookError, chapter as get_chapter, check_profile
+from .registry import PROFILES, chapter as get_chapter, check_profile
+from ..errors import BookError
 
 MODES = ("compute", "replay")
 

@@ -2,7 +2,7 @@
 
 Glossary: B batch, H query heads, Hkv KV heads, G = H // Hkv, T cached tokens, D head dim, b bits,
 PER = 8 codes per word (int32 at 4 bits, int16 at 2 bits), TILE tokens per packed tile (128),
-ROWS = TILE // PER word rows per tile (16). The cache layout (lib/kvquant.py, `QuantKVCache`): codes
+ROWS = TILE // PER word rows per tile (16). The cache layout (kernels/bitdecode/quant.py, `QuantKVCache`): codes
 packed along tokens, word row i of a tile holds token j * ROWS + i in bit slot j, so
 `(words >> b*j) & (2^b - 1)` is a slab of ROWS consecutive tokens: the [ROWS, D] operand of one
 pair of `tl.dot`s. Triton then loads the words from shared memory straight into the tensor-core
@@ -483,7 +483,7 @@ def _qpack_tile(X, C, M, x_base, c_base, m_base, stride_xs, t,
     """Quantize and pack tile t of X (TILE tokens x D, fp16), one 16-token slab (one bit slot) at a
     time: min-max per channel over the tile (PER_CHANNEL; a first pass finds the statistics) or per
     token over D channels; ORs each slab's codes into the ROWS x D words and stores the (scale,
-    zero) pairs. The arithmetic is lib/kvquant.py's quant_params / quant_codes, in the same order."""
+    zero) pairs. The arithmetic is kernels/bitdecode/quant.py's quant_params / quant_codes, in the same order."""
     PER: tl.constexpr = 8
     ROWS: tl.constexpr = TILE // PER
     QMAX: tl.constexpr = (1 << BITS) - 1
@@ -615,8 +615,8 @@ def bitdecode_attention(q, cache, *, sm_scale=None, impl="triton", num_splits=No
                         tile_softmax=None, magic_cvt=None, maxnreg=None):
     """Decode attention of q [B, H, D] over a QuantKVCache -> [B, H, D] in q's dtype.
     impl: "triton" (tensor cores), "triton_tm" (tensor cores with the tokens in the rows of the
-    products, kernels/bitdecode_tm.py, experimental; 1 warp and 2 stages by default), "triton_tm2"
-    (the same in channel halves, fewer live registers, K per channel only; kernels/bitdecode_tm2.py), "cuda_core"
+    products, kernels/bitdecode/tm.py, experimental; 1 warp and 2 stages by default), "triton_tm2"
+    (the same in channel halves, fewer live registers, K per channel only; kernels/bitdecode/tm2.py), "cuda_core"
     (broadcast products), "naive" (dequantize to a full fp16 K/V with torch ops, then our dense
     Triton decode), "ref" (fp32 reference on the dequantized cache). Knobs left as None come from
     `default_config`. tile_softmax (Triton impl): one softmax max and rescale per 128-token tile
@@ -656,9 +656,9 @@ def bitdecode_attention(q, cache, *, sm_scale=None, impl="triton", num_splits=No
         extra = dict(USE_DOT=True, TILE_SOFTMAX=bool(tile_softmax), MAGIC=magic)
     elif impl in ("triton_tm", "triton_tm2"):
         if impl == "triton_tm":
-            from msrbook.kernels.bitdecode_tm import _tm_split_kernel as kernel  # it imports this module
+            from msrbook.kernels.bitdecode.tm import _tm_split_kernel as kernel  # it imports this module
         else:
-            from msrbook.kernels.bitdecode_tm2 import _tm2_split_kernel as kernel
+            from msrbook.kernels.bitdecode.tm2 import _tm2_split_kernel as kernel
 
         # 1 warp and 2 stages: the fastest of its settings in the H200 check (tools/gpu_bitdecode_check.py)
         extra, num_warps, num_stages = dict(MAGIC=magic, LAZY=8.0), num_warps or 1, num_stages or 2
@@ -741,8 +741,8 @@ def compile_for_target(kernel: str, *, bits: int, k_mode: str = "KC", G: int = 4
             const.update(BLOCK_G=max(16, const["BLOCK_G"]), USE_DOT=True, TILE_SOFTMAX=tile_softmax,
                          MAGIC=_cvt_mode(magic_cvt, interpreter_ok=True))
         elif kernel in ("triton_tm", "triton_tm2"):
-            from msrbook.kernels.bitdecode_tm import _tm_split_kernel as fn
-            from msrbook.kernels.bitdecode_tm2 import _tm2_split_kernel
+            from msrbook.kernels.bitdecode.tm import _tm_split_kernel as fn
+            from msrbook.kernels.bitdecode.tm2 import _tm2_split_kernel
 
             fn = _tm2_split_kernel if kernel == "triton_tm2" else fn
             const.update(MAGIC=_cvt_mode(magic_cvt, interpreter_ok=True), LAZY=8.0)
@@ -767,7 +767,7 @@ def bitdecode_bytes(cache, H: int, elem_bytes: int = 2) -> int:
 
 def main(B=2, H=8, Hkv=2, T=300, D=64, bits=4, k_mode="KC", device=None):
     """Small self-check: every impl against the fp32 reference on the dequantized cache. Raises."""
-    from msrbook.kvquant import QuantConfig, QuantKVCache
+    from msrbook.kernels.bitdecode.quant import QuantConfig, QuantKVCache
     from msrbook.testing import assert_close
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -790,7 +790,7 @@ SCALED_TOL = 1e-2  # of the reference's largest |value|: fp16 rounding of q o s,
 
 def _fp16_fn(name, q, k, v):
     """The fp16 baselines as decode_bench runs them; our dense kernel is "triton_fp16" in these tables."""
-    from msrbook.decode_bench import _backend_fn
+    from msrbook.chapters.decode_roofline.sweep import _backend_fn
 
     return _backend_fn("triton" if name == "triton_fp16" else name, q, k, v)
 
@@ -810,7 +810,7 @@ def bench_shape(B, H, Hkv, T, D=128, *, bits=(4, 2), impls=LOWBIT_IMPLS, fp16=FP
     starting "WRONG" (not timed) instead of raising."""
     from msrbook.bench import gbps, time_graph_ms, time_ms
     from msrbook.kernels.decode_attention import decode_bytes
-    from msrbook.kvquant import QuantConfig, QuantKVCache
+    from msrbook.kernels.bitdecode.quant import QuantConfig, QuantKVCache
     from msrbook.testing import assert_close
 
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -875,7 +875,7 @@ def quantize_pack_ms(B, Hkv, T, D=128, bits=4, k_mode="KC", warmup=25, rep=100, 
     """(ms, GB/s) of one fused quantize-and-pack launch over K and V [B, Hkv, T, D] fp16 (T a
     multiple of 128). Bytes: fp16 K and V read, packed words and metadata written."""
     from msrbook.bench import gbps, time_ms
-    from msrbook.kvquant import QuantConfig, QuantKVCache
+    from msrbook.kernels.bitdecode.quant import QuantConfig, QuantKVCache
 
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     gen = torch.Generator(device=dev).manual_seed(seed)

@@ -12,24 +12,10 @@ from pathlib import Path
 
 import yaml
 
-from . import repo_root
+from .. import repo_root
+from ..errors import BookError
 
 PROFILES = ("ci", "gpu", "paper")  # cheapest first; replay prefers the last that exists
-
-
-class BookError(Exception):
-    """A user-facing error: its message is one line that says what to do."""
-
-
-def exit_code(action, *args) -> int:
-    """Run a command-line action: 0 on success; a BookError prints its one line and gives 2."""
-    import sys
-    try:
-        action(*args)
-    except BookError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
 
 
 @dataclass(frozen=True)

@@ -552,7 +552,7 @@ def _harness_paths() -> list[str]:
     very outputs a candidate is judged against), the working directory and $HOME."""
     paths = {os.path.realpath(os.getcwd()), os.path.realpath(os.path.expanduser("~"))}
     try:
-        from . import repo_root
+        from .. import repo_root
         paths.add(str(repo_root().resolve()))
     except (ImportError, FileNotFoundError):
         pass

@@ -1,11 +1,11 @@
 """Experimental: the low-bit decode with the tokens, not the query heads, in the rows of the tensor-core
-products ("tokens in M"), run as `bitdecode_attention(..., impl="triton_tm")` (kernels/bitdecode.py,
+products ("tokens in M"), run as `bitdecode_attention(..., impl="triton_tm")` (kernels/bitdecode/,
 which launches it with the same cache, splits and combine). Notebook 02 of the bitdecoding chapter
 times a few of its configurations at the claim's shape beside the default kernel; on an H200 (the
 first GPU check) it was the faster 2-bit decode (0.181 against 0.201 ms, 32 splits, 1 warp, 2
 stages) and the slower 4-bit one (0.269 against 0.235 ms). See kernels/NOTES-bitdecode.md.
 
-The kernel of kernels/bitdecode.py puts the G query heads of a KV head in the rows (M) of its
+The kernel of kernels/bitdecode/ puts the G query heads of a KV head in the rows (M) of its
 products, padded to 16. At G = 1 (32/32 heads) 15 of the 16 rows are padding, and every softmax
 and rescaling step is done on them; two warps are the most it can use without repeating the
 dequantization of K. Here the products are transposed, with the 16 tokens of a slab in M and the
@@ -17,7 +17,7 @@ query heads in N (Triton pads N to the 8 of an m16n8k16 instruction, not to 16):
 so the softmax works on 16 x G values per slab instead of 16 x 16, the accumulator is [D, G] and is
 rescaled only when the running maximum grows by more than a factor 2^8 (the lazy rescaling of
 FlashAttention-3), and the instructions per code are mostly the conversion itself. Same cache, splits, metadata,
-conversions (plain / magic / inline PTX) and combine as kernels/bitdecode.py.
+conversions (plain / magic / inline PTX) and combine as kernels/bitdecode/.
 """
 
 import triton
@@ -34,7 +34,7 @@ def _tm_split_kernel(
     G: tl.constexpr, BLOCK_G: tl.constexpr, D: tl.constexpr, BITS: tl.constexpr, TILE: tl.constexpr,
     K_PER_CHANNEL: tl.constexpr, BLOCK_R: tl.constexpr, MAGIC: tl.constexpr, LAZY: tl.constexpr,
 ):
-    """Arguments as kernels/bitdecode.py's `_bitdecode_split_kernel`; BLOCK_G may be 1. LAZY: the
+    """Arguments as kernels/bitdecode/'s `_bitdecode_split_kernel`; BLOCK_G may be 1. LAZY: the
     online softmax rescales the accumulator only when the running maximum grows by more than LAZY
     (base 2): until then p = 2^(s - m) <= 2^LAZY, which fp16 (p o s_v) and fp32 (sums) hold with
     their usual relative rounding; the final division by the same-based sum makes it exact math.

@@ -2,7 +2,7 @@
 code cell is the guarded Colab set-up cell generated here from _config.yml's repository URL (the
 one place it is written), the second is the papermill `parameters` cell.
 
-`python -m msrbook.nbtools` rewrites every notebook's set-up cell and strips outputs.
+`python -m msrbook.pipeline.nbtools` rewrites every notebook's set-up cell and strips outputs.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from . import repo_root
+from .. import repo_root
 
 
 def repository_url() -> str:

@@ -19,9 +19,10 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from . import repo_root
+from .. import repo_root
 from .params import resolve_all
-from .registry import BookError, chapter as get_chapter, check_profile
+from ..errors import BookError
+from .registry import chapter as get_chapter, check_profile
 from .results import best_profile, read_json, results_root, write_atomic
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import yaml
 
-from .registry import BookError, chapter as get_chapter, check_profile
+from ..errors import BookError
+from .registry import chapter as get_chapter, check_profile
 
 
 def notebook_defaults(path: Path) -> dict:

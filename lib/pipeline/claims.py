@@ -22,8 +22,8 @@ from functools import lru_cache
 
 import yaml
 
-from . import repo_root
-from .registry import BookError
+from .. import repo_root
+from ..errors import BookError
 
 STATUSES = ("reproduced", "partly", "not reproduced", "measured", "not measurable at this scale")
 RULE_KINDS = ("ratio", "at_least", "at_most", "measured")

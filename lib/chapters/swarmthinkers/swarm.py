@@ -45,8 +45,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .energy import KB_EV
-from .observables import chi2_sf, cluster_stats_torch
+from msrbook.simulators.energy import KB_EV
+from msrbook.simulators.observables import chi2_sf, cluster_stats_torch
 
 N_SPECIES, N_ACTIONS, N_SHELL = 3, 8, 14
 VAC, CU = 0, 2

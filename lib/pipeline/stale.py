@@ -19,7 +19,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from . import repo_root
+from .. import repo_root
 
 STATES = ("yes", "no", "unknown")
 

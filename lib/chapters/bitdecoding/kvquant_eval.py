@@ -3,7 +3,7 @@
 The model runs unchanged; only what attention reads from the KV cache changes. A cache that has
 received n tokens holds its oldest P(n) = floor(n / R) * R tokens quantized (R = the residual
 capacity, a multiple of the quantization group) and the newest n - P(n) in fp16, exactly as
-`msrbook.kvquant.QuantKVCache` does after any sequence of appends. Decoding token i (at position i,
+`msrbook.kernels.bitdecode.quant.QuantKVCache` does after any sequence of appends. Decoding token i (at position i,
 appended before it attends), the query therefore reads
 
     K~_j = Q(K)_j   if j < P(i + 1)        (a packed token: quantized, then dequantized)
@@ -27,7 +27,7 @@ Two uses, two schedules:
   every mode; every later answer token reads the quantized cache.
 
 The model computes in float32 (its K and V pass through fp16 rounding where the cache stores them);
-quantization is `msrbook.kvquant.fake_quant` (statistics on the fp16 values, min-max, round half up).
+quantization is `msrbook.kernels.bitdecode.quant.fake_quant` (statistics on the fp16 values, min-max, round half up).
 Glossary: B batch, H query heads, Hk key heads, T queries, S keys, D head dim, L layers.
 """
 
@@ -39,9 +39,9 @@ import re
 
 import torch
 
-from .kvquant import QuantConfig, fake_quant_k, fake_quant_v
-from .models import attention
-from .models.model import Decoder
+from msrbook.kernels.bitdecode.quant import QuantConfig, fake_quant_k, fake_quant_v
+from msrbook.models import attention
+from msrbook.models.model import Decoder
 
 MODES = ("fp16", "KC-4", "KT-4", "KC-2", "KT-2")
 
@@ -188,7 +188,7 @@ def decode_reference(model: Decoder, idx: torch.Tensor, cfg: QuantConfig | None,
 def perplexity(model: Decoder, tokens: torch.Tensor, window: int, cfg: QuantConfig | None, *,
                batch_size: int = 4, max_windows: int | None = None, device="cpu") -> dict:
     """`evaluate.window_nll` of the model whose every position is decoded over a cache stored as cfg."""
-    from .models.evaluate import window_nll
+    from msrbook.models.evaluate import window_nll
 
     view = with_cache(model, cfg)
     return window_nll(lambda x: view(x), tokens, window, batch_size=batch_size, device=device,
@@ -254,7 +254,7 @@ def answer_modes(model: Decoder, prompt: list[int], answer: list[int], configs: 
 def retrieval(model: Decoder, samples, encode, decode, configs: dict, budget) -> list[dict]:
     """One row per (sample, mode): sample index, task, length, prompt tokens, answer, output, exact
     score (tasks.score), answer NLL. encode(text) -> ids, decode(ids) -> text, budget(sample) -> max new tokens."""
-    from .models import tasks
+    from msrbook.models import tasks
 
     rows = []
     for i, s in enumerate(samples):
@@ -323,8 +323,8 @@ def k_error_rows(qk: list, configs: dict) -> list[dict]:
 
 def require_smollm2() -> None:
     """Fail with one line naming `make data` when SmolLM2's weights are not on this machine."""
-    from .models import fetch, smollm2
-    from .registry import BookError
+    from msrbook.models import fetch, smollm2
+    from msrbook.errors import BookError
 
     if (smollm2._cached_dir() / "config.json").exists():
         return

@@ -13,7 +13,7 @@ import sys
 from datetime import datetime, timezone
 from importlib import metadata
 
-from . import repo_root
+from .. import repo_root
 
 
 def _git(*args: str) -> str | None:

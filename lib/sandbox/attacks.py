@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
-from . import repo_root
-from .sandbox import Limits, Sandbox, Verdict
+from .. import repo_root
+from . import Limits, Sandbox, Verdict
 
 SECRET_ENV = "MSRBOOK_SANDBOX_SECRET"
 

@@ -29,7 +29,7 @@ from typing import Callable
 
 import torch
 
-from .models.rope import RopeConfig, apply_rope, cos_sin
+from .rope import RopeConfig, apply_rope, cos_sin
 
 
 @dataclass(frozen=True)

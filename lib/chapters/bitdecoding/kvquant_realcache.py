@@ -16,9 +16,9 @@ from __future__ import annotations
 import torch
 
 from . import kvquant_eval as ev
-from .kvquant import QuantConfig, QuantKVCache, bitdecode_attention
-from .models import attention
-from .models.model import Decoder
+from msrbook.kernels.bitdecode.quant import QuantConfig, QuantKVCache, bitdecode_attention
+from msrbook.models import attention
+from msrbook.models.model import Decoder
 
 
 def real_cache(model: Decoder, cfg: QuantConfig, impl: str = "triton") -> Decoder:

@@ -1,4 +1,4 @@
-"""Command line behind the Makefile: `python -m msrbook.cli reproduce|replay|list`.
+"""Command line behind the Makefile: `python -m msrbook.pipeline.cli reproduce|replay|list`.
 
 A user error (unknown chapter, profile, parameter...) prints one line and exits 2.
 """
@@ -11,9 +11,10 @@ import sys
 
 import yaml
 
-from . import repo_root
+from .. import repo_root
 from .params import parse_overrides
-from .registry import PROFILES, chapter as get_chapter, chapters, exit_code
+from .registry import PROFILES, chapter as get_chapter, chapters
+from ..errors import exit_code
 
 
 def _committed(path: str) -> bool:
