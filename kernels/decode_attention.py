@@ -242,7 +242,7 @@ def decode_attention_blocked_ref(q, k, v, num_splits, block_n, sm_scale=None):
 
 def main(B=2, H=8, Hkv=2, S=100, D=64, dtype=torch.float32, device=None, num_splits=3, block_n=32):
     """Small self-check: kernel == blocked reference == naive reference. Raises on a mismatch."""
-    from msrbook.testing import assert_close
+    from torch.testing import assert_close  # kernels import nothing from the library: torch's check
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     gen = torch.Generator(device="cpu").manual_seed(0)
@@ -250,21 +250,22 @@ def main(B=2, H=8, Hkv=2, S=100, D=64, dtype=torch.float32, device=None, num_spl
                for shape in ((B, H, D), (B, Hkv, S, D), (B, Hkv, S, D)))
     ref = decode_attention_ref(q, k, v)
     blocked = decode_attention_blocked_ref(q.cpu(), k.cpu(), v.cpu(), num_splits, block_n)
-    assert_close(blocked, ref.cpu(), rtol=1e-5, atol=1e-5, name="blocked ref vs naive ref")
+    assert_close(blocked, ref.cpu(), rtol=1e-5, atol=1e-5, msg=lambda m: f"blocked ref vs naive ref: {m}")
     out = decode_attention(q, k, v, num_splits=num_splits, block_n=block_n)
     tol = 1e-4 if dtype == torch.float32 else 2e-2
-    assert_close(out.float(), ref, rtol=tol, atol=tol, name="triton vs naive ref")
+    assert_close(out.float(), ref, rtol=tol, atol=tol, msg=lambda m: f"triton vs naive ref: {m}")
     print(f"decode_attention ok: B={B} H={H} Hkv={Hkv} S={S} D={D} {dtype}")
 
 
 def bench(B=16, H=64, Hkv=8, S=32768, D=128, dtype=torch.float16, **knobs):
-    """Time the kernel on a CUDA GPU; returns (ms, GB/s). Bytes: `decode_bytes`."""
-    from msrbook.bench import gbps, time_ms
+    """Time the kernel on a CUDA GPU; returns (ms, GB/s): median of CUDA-event timings with L2 flushed
+    (triton.testing.do_bench), GB/s = decode_bytes / (ms * 1e-3) / 1e9."""
+    from triton.testing import do_bench
 
     q = torch.randn(B, H, D, device="cuda", dtype=dtype)
     k, v = (torch.randn(B, Hkv, S, D, device="cuda", dtype=dtype) for _ in range(2))
-    ms = time_ms(lambda: decode_attention(q, k, v, **knobs))
-    return ms, gbps(decode_bytes(B, H, Hkv, S, D, q.element_size()), ms)
+    ms = float(do_bench(lambda: decode_attention(q, k, v, **knobs), return_mode="median"))
+    return ms, decode_bytes(B, H, Hkv, S, D, q.element_size()) / (ms * 1e-3) / 1e9
 
 
 def decode_bytes(B: int, H: int, Hkv: int, S: int, D: int, elem_bytes: int) -> int:

@@ -1,8 +1,9 @@
 """msrbook: the shared library of the executable companion to ten 2025 MSR papers.
 
-One idea per module: `registry` (the chapters), `results` (compute/replay, tables, claims,
-provenance), `params` (profile validation), `bench` (GPU timing and rooflines), `testing`
-(closeness with a report). Kernels live in `msrbook.kernels`; models in `msrbook.models`.
+One folder per concern, arrows pointing down (DESIGN.md draws the layers; import-linter holds them):
+`pipeline` (how a number reaches the book), `chapters.<chapter>` (one chapter's own code), `models`,
+`simulators`, `sandbox`, `search`, `bench` (GPU timing, rooflines, dense decode baselines), `testing`
+(closeness with a report), `errors` (BookError). Kernels live in `msrbook.kernels`, a leaf.
 Nothing here does work at import.
 """
 

@@ -14,9 +14,13 @@ from typing import Callable, Sequence
 
 import torch
 
+from msrbook.kernels.decode_attention import decode_attention
+from msrbook.kernels.decode_attention_tilelang import decode_attention_tilelang  # imports tilelang only when called
+from msrbook.kernels.stream_read import stream_read
 from msrbook.testing import assert_close
 
 SDPA_BACKENDS = ("flash", "cudnn", "efficient", "math")
+DECODE_BASELINES = ("triton", "tilelang", "sdpa_flash", "sdpa_cudnn")  # dense decode: ours, then PyTorch SDPA
 
 
 def _on_cuda(device) -> bool:
@@ -99,23 +103,6 @@ def gbps(nbytes: int, ms: float) -> float:
     return nbytes / (ms * 1e-3) / 1e9
 
 
-def _read_kernel():
-    """A Triton kernel that streams a buffer once (16-byte loads, one partial sum per program)."""
-    import triton
-    import triton.language as tl
-
-    @triton.jit
-    def stream_read(X, Partial, n, BLOCK: tl.constexpr, UNROLL: tl.constexpr):
-        base = tl.program_id(0) * BLOCK * UNROLL
-        acc = tl.zeros([BLOCK], tl.float32)
-        for i in tl.static_range(UNROLL):
-            offs = base + i * BLOCK + tl.arange(0, BLOCK)
-            acc += tl.load(X + offs, mask=offs < n, other=0.0, eviction_policy="evict_first")
-        tl.store(Partial + tl.program_id(0), tl.sum(acc, 0))
-
-    return stream_read
-
-
 def measure_bandwidth(device, nbytes: int = 2**31) -> dict:
     """Measured ceilings in GB/s: {"read_gbps": ..., "copy_gbps": ...}. Read: the faster of a torch
     sum and a Triton streaming read of an `nbytes` fp32 buffer (bytes = nbytes; the partial sums are
@@ -127,7 +114,7 @@ def measure_bandwidth(device, nbytes: int = 2**31) -> dict:
     dst = torch.empty_like(src)
     read_ms = time_ms(lambda: src.sum(), device=device)
     if device.type == "cuda":
-        kernel = _read_kernel()
+        kernel = stream_read
         for block, unroll, warps in ((4096, 4, 8), (8192, 8, 8), (2048, 16, 4)):  # keep the fastest shape
             partial = torch.empty(-(-n // (block * unroll)), device=device, dtype=torch.float32)
             launch = lambda: kernel[(partial.numel(),)](src, partial, n, BLOCK=block, UNROLL=unroll, num_warps=warps)  # noqa: E731
@@ -175,3 +162,17 @@ def available_sdpa_backends(q, k, v, backends: Sequence[str] = SDPA_BACKENDS) ->
         except RuntimeError:  # "No available kernel" and unsupported-input errors
             continue
     return ok
+
+
+def decode_baseline(name: str, q, k, v) -> Callable[[], torch.Tensor]:
+    """A no-argument callable running the dense decode `name` on q [B, H, D], k, v [B, Hkv, S, D]:
+    "triton" (our split-KV kernel), "tilelang" (its TileLang twin; GPU only), or "sdpa_<backend>"
+    (PyTorch SDPA with exactly that backend). The chapters time their kernels against the fastest
+    of these on the same GPU in the same run. Raises ValueError for an unknown name."""
+    if name == "triton":
+        return lambda: decode_attention(q, k, v)
+    if name == "tilelang":
+        return lambda: decode_attention_tilelang(q, k, v)
+    if name.startswith("sdpa_"):
+        return lambda: sdpa_decode(q, k, v, name.removeprefix("sdpa_"))
+    raise ValueError(f"unknown decode baseline {name!r}; valid: {', '.join(DECODE_BASELINES)}")

@@ -84,11 +84,11 @@ def test_sweep_records_a_backend_that_cannot_run():
 
 
 def test_sweep_raises_on_unknown_backend_and_wrong_result(monkeypatch):
-    with pytest.raises(ValueError, match="unknown backend"):
+    with pytest.raises(ValueError, match="unknown decode baseline"):
         sweep([1], [20], [(2, 1)], D=64, dtype=torch.float32, backends=("nope",), progress=False)
-    import msrbook.chapters.decode_roofline.sweep as db
+    import msrbook.bench as bench
 
-    monkeypatch.setattr(db, "decode_attention", lambda q, k, v: torch.zeros_like(q))
+    monkeypatch.setattr(bench, "decode_attention", lambda q, k, v: torch.zeros_like(q))
     with pytest.raises(AssertionError, match="triton"):
         sweep([1], [20], [(2, 1)], D=64, dtype=torch.float32, backends=("triton",), warmup=1, rep=3, progress=False)
 

@@ -29,7 +29,8 @@ import torch
 
 from msrbook.bench import measure_bandwidth, roofline_gbps
 from msrbook.bench import time_graph_ms, time_ms
-from msrbook.kernels.bitdecode import bench_shape, bitdecode_attention, quantize_pack_ms
+from msrbook.chapters.bitdecoding.bench import bench_shape, quantize_pack_ms
+from msrbook.kernels.bitdecode import bitdecode_attention
 from msrbook.kernels.decode_attention import decode_attention_ref
 from msrbook.kernels.bitdecode.quant import QuantConfig, QuantKVCache, pack, quantize
 from msrbook.testing import assert_close

@@ -1,7 +1,7 @@
 """Claim-shape timings of the subnormal convert across kernels (graph replay, each row checked first)."""
 import json, os
 import torch
-from msrbook.kernels.bitdecode import bench_shape
+from msrbook.chapters.bitdecoding.bench import bench_shape
 
 cfgs = [dict(impl="triton", num_splits=16, num_warps=2, num_stages=3, tile_softmax=True, magic_cvt=m) for m in ("asm", "sub")]
 cfgs += [dict(impl="triton_tm", num_splits=32, num_warps=1, num_stages=2, magic_cvt="sub")]

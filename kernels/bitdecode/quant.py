@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .pack import quantize_pack_kv
+
 K_MODES = ("KC", "KT")
 PER_WORD = 8  # codes per packed word, at both bit widths
 
@@ -323,8 +325,6 @@ class QuantKVCache:
 
     def _flush(self, k_blk: torch.Tensor, v_blk: torch.Tensor) -> None:
         """Quantize and pack k_blk, v_blk [B, Hkv, n, D] (n a multiple of the tile) onto the packed part."""
-        from msrbook.kernels.bitdecode import quantize_pack_kv
-
         n = k_blk.shape[2]
         if self.packed_len + n > self.capacity:
             self._alloc(max(self.packed_len + n, 2 * self.capacity))
@@ -360,11 +360,3 @@ class QuantKVCache:
         """Bytes the decode step reads from this cache: codes, metadata and the residual."""
         return sum(t.numel() * t.element_size() for t in
                    (self.k_codes, self.v_codes, self.k_meta, self.v_meta, self.k_res, self.v_res))
-
-
-def bitdecode_attention(q, cache: QuantKVCache, sm_scale=None, impl: str = "triton", **config):
-    """Decode attention of q [B, H, D] over a QuantKVCache (re-exported from msrbook.kernels.bitdecode;
-    imported lazily so that this module never imports triton before `prepare_triton`)."""
-    from msrbook.kernels.bitdecode import bitdecode_attention as run
-
-    return run(q, cache, sm_scale=sm_scale, impl=impl, **config)

@@ -23,7 +23,7 @@ conversions (plain / magic / inline PTX) and combine as kernels/bitdecode/.
 import triton
 import triton.language as tl
 
-from msrbook.kernels.bitdecode import _codes_fp16, _half2, _pv_operand, _residual_part, _split_setup, _store_split, _unscale_scores
+from .codes import _codes_fp16, _half2, _pv_operand, _residual_part, _split_setup, _store_split, _unscale_scores
 
 
 @triton.jit

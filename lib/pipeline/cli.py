@@ -14,6 +14,7 @@ import yaml
 from .. import repo_root
 from .params import parse_overrides
 from .registry import PROFILES, chapter as get_chapter, chapters
+from .runner import replay, reproduce
 from ..errors import exit_code
 
 
@@ -34,7 +35,6 @@ def cmd_list(_args) -> None:
 
 
 def cmd_reproduce(args) -> None:
-    from .runner import reproduce
     get_chapter(args.chapter)  # fail fast on a bad name, before importing papermill
     only = [s for s in (args.only or "").replace(",", " ").split() if s]
     target = reproduce(args.chapter, args.profile or None, parse_overrides(args.set or ""), only=only or None)
@@ -42,7 +42,6 @@ def cmd_reproduce(args) -> None:
 
 
 def cmd_replay(args) -> None:
-    from .runner import replay
     get_chapter(args.chapter)
     out = replay(args.chapter, args.profile or None)
     print(f"replayed into {out}")

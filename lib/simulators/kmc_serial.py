@@ -25,7 +25,8 @@ import torch
 
 from . import bcc
 from .energy import CU, DEFAULT, VAC, FeCuParams, beta, energy_from_scratch
-from .observables import cluster_stats_torch
+from .kmc_torch import TorchKMC
+from .observables import cluster_stats_torch, ensemble, zscores
 
 
 @nb.njit(cache=True)
@@ -235,9 +236,6 @@ def agreement(cells: int, replicas: int, until_time: float, records: int = 5, cu
     standard error per record), "z": z-scores per record and observable (observables.zscores),
     "serial_wall_s", "serial_events"}. torch_replicas (default replicas) may be larger: the first
     `replicas` initial boxes are shared, the rest are new random ones."""
-    from .kmc_torch import TorchKMC
-    from .observables import ensemble, zscores
-
     Rt = torch_replicas or replicas
     kmc = TorchKMC(cells, Rt, cu_frac, vacancies, temperature, seed=seed, device=device,
                    compile=compile and torch.device(device).type == "cuda")

@@ -2,7 +2,6 @@
 trainer is deterministic with a seed; the weight cache is reused instead of retraining."""
 
 import dataclasses
-import time
 
 import pytest
 import torch
@@ -15,20 +14,18 @@ from msrbook.models.evaluate import unigram_entropy
 
 @pytest.fixture(scope="module")
 def ci_run():
-    load_corpus("shakespeare")  # fetch (and read) the corpus outside the timed region
-    t0 = time.perf_counter()
-    run = train_mod.train(preset("ci"), seed=0, device="cpu", progress=False)
-    return run, time.perf_counter() - t0
+    return train_mod.train(preset("ci"), seed=0, device="cpu", progress=False)
 
 
-def test_ci_preset_trains_in_under_a_minute(ci_run):
-    run, seconds = ci_run
-    assert seconds < 60, f"ci preset took {seconds:.1f} s"
+def test_ci_preset_trains_its_300_steps(ci_run):
+    """The ci preset's cost is bounded by its step count (no test asserts time: a busy machine must
+    not fail it); it evaluates every 50 steps."""
+    run = ci_run
     assert [h["step"] for h in run.history] == [50, 100, 150, 200, 250, 300]
 
 
 def test_ci_preset_ends_well_below_the_unigram_loss(ci_run):
-    run, _ = ci_run
+    run = ci_run
     val = encode_split(load_corpus("shakespeare"), "val", ByteTokenizer())
     h1 = unigram_entropy(val, 256)  # 3.35 nats: the best any context-free model can do on it
     final = run.history[-1]["val_loss"]
@@ -55,7 +52,7 @@ def test_training_is_deterministic_with_a_seed():
 
 
 def test_weight_cache_is_reused(ci_run, tmp_path, monkeypatch):
-    run, _ = ci_run
+    run = ci_run
     monkeypatch.setattr(train_mod, "cache_dir", lambda: tmp_path)
     monkeypatch.setattr(train_mod, "train", lambda *a, **k: run)  # the first call "trains" (reuses ci_run)
     first = train_mod.load_or_train("ci", seed=0, device="cpu")

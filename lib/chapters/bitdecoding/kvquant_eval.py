@@ -40,7 +40,9 @@ import re
 import torch
 
 from msrbook.kernels.bitdecode.quant import QuantConfig, fake_quant_k, fake_quant_v
-from msrbook.models import attention
+from msrbook.errors import BookError
+from msrbook.models import attention, fetch, smollm2, tasks
+from msrbook.models.evaluate import window_nll
 from msrbook.models.model import Decoder
 
 MODES = ("fp16", "KC-4", "KT-4", "KC-2", "KT-2")
@@ -188,7 +190,6 @@ def decode_reference(model: Decoder, idx: torch.Tensor, cfg: QuantConfig | None,
 def perplexity(model: Decoder, tokens: torch.Tensor, window: int, cfg: QuantConfig | None, *,
                batch_size: int = 4, max_windows: int | None = None, device="cpu") -> dict:
     """`evaluate.window_nll` of the model whose every position is decoded over a cache stored as cfg."""
-    from msrbook.models.evaluate import window_nll
 
     view = with_cache(model, cfg)
     return window_nll(lambda x: view(x), tokens, window, batch_size=batch_size, device=device,
@@ -254,7 +255,6 @@ def answer_modes(model: Decoder, prompt: list[int], answer: list[int], configs: 
 def retrieval(model: Decoder, samples, encode, decode, configs: dict, budget) -> list[dict]:
     """One row per (sample, mode): sample index, task, length, prompt tokens, answer, output, exact
     score (tasks.score), answer NLL. encode(text) -> ids, decode(ids) -> text, budget(sample) -> max new tokens."""
-    from msrbook.models import tasks
 
     rows = []
     for i, s in enumerate(samples):
@@ -323,8 +323,6 @@ def k_error_rows(qk: list, configs: dict) -> list[dict]:
 
 def require_smollm2() -> None:
     """Fail with one line naming `make data` when SmolLM2's weights are not on this machine."""
-    from msrbook.models import fetch, smollm2
-    from msrbook.errors import BookError
 
     if (smollm2._cached_dir() / "config.json").exists():
         return

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from . import kvquant_eval as ev
-from msrbook.kernels.bitdecode.quant import QuantConfig, QuantKVCache, bitdecode_attention
+from msrbook.kernels.bitdecode import QuantConfig, QuantKVCache, bitdecode_attention
 from msrbook.models import attention
 from msrbook.models.model import Decoder
 

@@ -13,8 +13,8 @@ from typing import Callable, Iterable, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from msrbook.bench import gbps, sdpa_decode, time_ms
-from msrbook.kernels.decode_attention import decode_attention, decode_attention_ref, decode_bytes
+from msrbook.bench import DECODE_BASELINES, decode_baseline, gbps, time_ms
+from msrbook.kernels.decode_attention import decode_attention_ref, decode_bytes
 from msrbook.testing import assert_close
 
 # Tolerance relative to the output's largest magnitude. Both our kernels and SDPA round p to the
@@ -22,19 +22,6 @@ from msrbook.testing import assert_close
 # so 1e-2 (fp16) and 3e-2 (bf16) of the output scale sit well above correct results and far below
 # any indexing or masking error; fp32 inputs are computed in fp32 throughout.
 SCALED_TOL = {torch.float16: 1e-2, torch.bfloat16: 3e-2, torch.float32: 1e-4}
-
-
-def _backend_fn(name: str, q, k, v) -> Callable[[], torch.Tensor]:
-    """A no-argument callable running backend `name` on (q, k, v); raises if it cannot run."""
-    if name == "triton":
-        return lambda: decode_attention(q, k, v)
-    if name == "tilelang":
-        from msrbook.kernels.decode_attention_tilelang import decode_attention_tilelang
-
-        return lambda: decode_attention_tilelang(q, k, v)
-    if name.startswith("sdpa_"):
-        return lambda: sdpa_decode(q, k, v, name.removeprefix("sdpa_"))
-    raise ValueError(f"unknown backend {name!r}")
 
 
 def _reference(q, k, v) -> torch.Tensor:
@@ -71,7 +58,7 @@ def _config_rows(B, S, H, Hkv, D, dtype, backends, device, warmup, rep, gen, bar
     fns = {}
     for name in backends:  # check every backend before timing any
         try:
-            fn = _backend_fn(name, q, k, v)
+            fn = decode_baseline(name, q, k, v)
             out = fn()
         except (ImportError, RuntimeError, KeyError, AssertionError) as err:  # cannot run here: record why
             results[name]["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"
@@ -88,7 +75,7 @@ def _config_rows(B, S, H, Hkv, D, dtype, backends, device, warmup, rep, gen, bar
 
 
 def sweep(batches: Iterable[int], lengths: Iterable[int], head_configs: Iterable[tuple[int, int]], D: int = 128,
-          dtype=torch.float16, backends: Sequence[str] = ("triton", "tilelang", "sdpa_flash", "sdpa_cudnn"),
+          dtype=torch.float16, backends: Sequence[str] = DECODE_BASELINES,
           warmup: float = 25, rep: float = 100, progress: bool = True, device=None, seed: int = 0) -> list[dict]:
     """Rows {batch, seq_len, n_q, n_kv, head_dim, dtype, backend, ms, gbps, bytes, error} for every
     (B, S, (H, Hkv)) and backend. `error` says why a backend or config was skipped ('' if timed).
