@@ -111,8 +111,16 @@ def paper_cell(ch: Chapter, c: dict) -> str:
     return fmt_with_unit(c["paper_value"], c.get("unit")) + source
 
 
-def status_cell(c: dict) -> str:
-    return f"{c['status']}" + (f" ({c['note']})" if c.get("note") else "")
+def status_cell(c: dict, results: ProfileResults | None = None) -> str:
+    """The claim's status with the notebook's note and the rule's. Given the results it came from,
+    the status is recomputed under the current rule in data/paper, on the device of its notebook's
+    provenance, so a changed rule shows without a rerun; without them, the committed status."""
+    st, rule_note = c["status"], c.get("rule_note", "")
+    if results is not None:
+        device = (results.provenance.get(c.get("notebook")) or {}).get("device") or {}
+        st, rule_note = claims_mod.recompute(results.chapter.name, c, bool(device.get("gpu")))
+    note = "; ".join(x for x in (c.get("note"), rule_note) if x)
+    return st + (f" ({note})" if note else "")
 
 
 def nb_link(ch: Chapter, stem: str, from_dir: str) -> str:
