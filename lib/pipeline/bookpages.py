@@ -144,7 +144,7 @@ def scoreboard(root: Path, repo: Path | None = None) -> str:
                 ours = fmt_with_unit(c["value"], c.get("unit"))
                 rows.append("| " + " | ".join(cell(x) for x in (
                     f"[{ch.name}](chapters/{ch.name}.md)", f"`{c['id']}`", paper_cell(ch, c), ours,
-                    pr.profile, pr.device(c.get("notebook")), status_cell(c),
+                    pr.profile, pr.device(c.get("notebook")), status_cell(c, pr),
                     nb_link(ch, c["notebook"], "../"), pr.stale)) + " |")
     parts = ["\n## Claims\n"]
     parts.append(SCORE_HEAD + "\n".join(rows) + "\n" if rows else
@@ -186,7 +186,7 @@ def chapter_status(ch: Chapter, root: Path, pending: bool, repo: Path | None = N
         for c in p.claims:
             ours = fmt_with_unit(c["value"], c.get("unit"))
             out.append("| " + " | ".join(cell(x) for x in (
-                f"`{c['id']}`", ours, paper_cell(ch, c), status_cell(c), nb_link(ch, c["notebook"], "../../"))) + " |\n")
+                f"`{c['id']}`", ours, paper_cell(ch, c), status_cell(c, p), nb_link(ch, c["notebook"], "../../"))) + " |\n")
     return "".join(out)
 
 
