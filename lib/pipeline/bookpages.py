@@ -111,8 +111,16 @@ def paper_cell(ch: Chapter, c: dict) -> str:
     return fmt_with_unit(c["paper_value"], c.get("unit")) + source
 
 
-def status_cell(c: dict) -> str:
-    return f"{c['status']}" + (f" ({c['note']})" if c.get("note") else "")
+def status_cell(c: dict, results: ProfileResults | None = None) -> str:
+    """The claim's status with the notebook's note and the rule's. Given the results it came from,
+    the status is recomputed under the current rule in data/paper, on the device of its notebook's
+    provenance, so a changed rule shows without a rerun; without them, the committed status."""
+    st, rule_note = c["status"], c.get("rule_note", "")
+    if results is not None:
+        device = (results.provenance.get(c.get("notebook")) or {}).get("device") or {}
+        st, rule_note = claims_mod.recompute(results.chapter.name, c, bool(device.get("gpu")))
+    note = "; ".join(x for x in (c.get("note"), rule_note) if x)
+    return st + (f" ({note})" if note else "")
 
 
 def nb_link(ch: Chapter, stem: str, from_dir: str) -> str:
@@ -136,7 +144,7 @@ def scoreboard(root: Path, repo: Path | None = None) -> str:
                 ours = fmt_with_unit(c["value"], c.get("unit"))
                 rows.append("| " + " | ".join(cell(x) for x in (
                     f"[{ch.name}](chapters/{ch.name}.md)", f"`{c['id']}`", paper_cell(ch, c), ours,
-                    pr.profile, pr.device(c.get("notebook")), status_cell(c),
+                    pr.profile, pr.device(c.get("notebook")), status_cell(c, pr),
                     nb_link(ch, c["notebook"], "../"), pr.stale)) + " |")
     parts = ["\n## Claims\n"]
     parts.append(SCORE_HEAD + "\n".join(rows) + "\n" if rows else
@@ -178,7 +186,7 @@ def chapter_status(ch: Chapter, root: Path, pending: bool, repo: Path | None = N
         for c in p.claims:
             ours = fmt_with_unit(c["value"], c.get("unit"))
             out.append("| " + " | ".join(cell(x) for x in (
-                f"`{c['id']}`", ours, paper_cell(ch, c), status_cell(c), nb_link(ch, c["notebook"], "../../"))) + " |\n")
+                f"`{c['id']}`", ours, paper_cell(ch, c), status_cell(c, p), nb_link(ch, c["notebook"], "../../"))) + " |\n")
     return "".join(out)
 
 

@@ -130,24 +130,17 @@ class Run:
         return pd.read_csv(path)
 
     # -- claims ------------------------------------------------------------------------------
-    def claim(self, claim_id: str, value, note: str = "") -> dict:
-        """Record a claim (compute) or return the recorded one (replay). value None needs a note."""
+    def claim(self, claim_id: str, value, note: str = "", interval=None) -> dict:
+        """Record a claim (compute) or return the recorded one (replay), its status always under the
+        current rule in data/paper. value None needs a note; `interval` [low, high] (e.g. a bootstrap
+        CI) is stored beside a scalar value and is required by a 'difference' rule."""
         path = self.dir / "claims.json"
         if self.mode == "replay":
             for c in read_json(path, []):
                 if c["id"] == claim_id:
-                    return c
+                    return claims_mod.rejudged(self.chapter, c, self.on_gpu)
             raise BookError(f"claim {claim_id!r} not recorded in {path}")
-        s = claims_mod.spec(self.chapter, claim_id)
-        if value is None and not note:
-            raise BookError(f"claim {claim_id!r}: a value of None needs a one-line reason in `note`")
-        if isinstance(value, (list, tuple)):
-            value = [float(v) for v in value]
-        elif value is not None:
-            value = float(value)
-        st, auto = claims_mod.status(s, value, on_gpu=bool(self.record["device"].get("gpu")))
-        entry = {"id": claim_id, "notebook": self.notebook, "value": value, "unit": s.unit,
-                 "paper_value": s.paper_value, "status": st, "note": "; ".join(x for x in (note, auto) if x)}
+        entry = claims_mod.new_entry(self.chapter, claim_id, self.notebook, value, note, interval, self.on_gpu)
         others = [c for c in read_json(path, []) if c["id"] != claim_id]
         write_atomic(path, json.dumps(others + [entry], indent=2) + "\n")
         return entry
