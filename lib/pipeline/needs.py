@@ -112,15 +112,44 @@ def measured(chapter: str, profile: str, root: Path | None = None) -> list[dict]
         peaks = [r.get("peak_memory") or {} for r in records]
         gpu = [p["gpu_reserved_bytes"] for p in peaks if p.get("gpu_reserved_bytes") is not None]
         host = [p["host_rss_bytes"] for p in peaks if p.get("host_rss_bytes") is not None]
-        out.append({"path": path, "device": prov.device_label(records[0].get("device") if records else None),
+        device = (records[0].get("device") if records else None) or {}
+        out.append({"path": path, "device": prov.device_label(device), "gpu_total_bytes": device.get("gpu_memory_bytes"),
                     "wall_s": sum(walls) if walls and None not in walls else None,
                     "gpu_peak_bytes": max(gpu) if gpu else None, "host_peak_bytes": max(host) if host else None})
     return out
 
 
+def gpu_bound_bytes(need: dict, gpu_total_bytes: int | None) -> float | None:
+    """The most GPU memory a run may use: gpu_memory_gb, or where the profile sizes itself to the
+    GPU, that fraction of the run's GPU if larger."""
+    bounds = [need["gpu_memory_gb"] * GB] if need["gpu_memory_gb"] is not None else []
+    if need["gpu_memory_fraction"] is not None and gpu_total_bytes:
+        bounds.append(need["gpu_memory_fraction"] * gpu_total_bytes)
+    return max(bounds) if bounds else None
+
+
+def exceeded(chapter: str, profile: str, root: Path | None = None) -> list[str]:
+    """One line per recorded run that went past the profile's declared bounds (GPU memory, host
+    memory, minutes); a value a run did not record is not checked, a bound not declared is zero."""
+    need, out = requires(chapter, profile), []
+    for run in measured(chapter, profile, root):
+        gpu_bound = gpu_bound_bytes(need, run["gpu_total_bytes"])
+        checks = [("peak GPU memory", run["gpu_peak_bytes"], gpu_bound, _gb),
+                  ("peak host memory", run["host_peak_bytes"], need["host_memory_gb"] and need["host_memory_gb"] * GB, _gb),
+                  ("wall time", run["wall_s"], need["minutes"] and need["minutes"] * 60, lambda s: f"{s / 60:.1f} min")]
+        for what, value, bound, fmt in checks:
+            if value is not None and (bound is None or value > bound):
+                declared = fmt(bound) if bound is not None else "nothing declared"
+                out.append(f"{run['path']}: {what} {fmt(value)} exceeds the declared {declared} ({profile}.requires)")
+    return out
+
+
 def _declared_cells(need: dict) -> list[str]:
-    return [f"{need[k]:g} GB" if need[k] is not None else "none" for k in ("gpu_memory_gb", "host_memory_gb")] + \
-           [f"{need['minutes']:g} min" if need["minutes"] is not None else "not stated"]
+    gpu = f"{need['gpu_memory_gb']:g} GB" if need["gpu_memory_gb"] is not None else "none"
+    if need["gpu_memory_fraction"] is not None:
+        gpu += f", up to {need['gpu_memory_fraction']:.0%} of a larger GPU"
+    host = f"{need['host_memory_gb']:g} GB" if need["host_memory_gb"] is not None else "not stated"
+    return [gpu, host, f"{need['minutes']:g} min" if need["minutes"] is not None else "not stated"]
 
 
 def markdown(chapter: str, root: Path | None = None) -> list[str]:

@@ -13,7 +13,9 @@ declares it (config, not a result; the measured peaks are in provenance):
 
 gpu_memory_gb / host_memory_gb: memory the profile needs (decimal GB); minutes: the design bound
 on the sum of its notebooks' wall times; size_params: the notebook parameters that set its size,
-which a reader may lower with SET= to fit a smaller machine. Every key is optional.
+which a reader may lower with SET= to fit a smaller machine; gpu_memory_fraction: for a profile
+that sizes its work to the GPU it finds, the fraction of that GPU's memory it may fill (its peak is
+then bounded by the larger of gpu_memory_gb and this fraction of the GPU). Every key is optional.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ def check(defaults: dict, values: dict, where: str) -> dict:
 
 REQUIRES = "requires"  # the reserved key of a profile; never a notebook stem
 _NEEDS = ("gpu_memory_gb", "host_memory_gb", "minutes")
+_VALID = ", ".join((*_NEEDS, "gpu_memory_fraction", "size_params"))
 
 
 def _profiles(chapter: str) -> tuple[Path, dict]:
@@ -99,7 +102,8 @@ def profile_values(chapter: str, profile: str) -> dict[str, dict]:
 
 def requires(chapter: str, profile: str) -> dict:
     """The profile's declared needs, checked: {gpu_memory_gb, host_memory_gb, minutes: positive
-    number or None, size_params: [names]}. A wrong key or type is one line naming file and key."""
+    number or None, gpu_memory_fraction: (0, 1] or None, size_params: [names]}. A wrong key or
+    type is one line naming the file and the key."""
     check_profile(profile)
     path, raw = _profiles(chapter)
     declared = (raw.get(profile) or {}).get(REQUIRES)
@@ -107,10 +111,14 @@ def requires(chapter: str, profile: str) -> dict:
     if declared is None:
         declared = {}
     if not isinstance(declared, dict):
-        raise BookError(f"{where} must be a mapping of {', '.join(_NEEDS)}, size_params; got {declared!r}")
-    out = {k: None for k in _NEEDS} | {"size_params": []}
+        raise BookError(f"{where} must be a mapping of {_VALID}; got {declared!r}")
+    out = {k: None for k in _NEEDS} | {"gpu_memory_fraction": None, "size_params": []}
     for key, value in declared.items():
-        if key in _NEEDS:
+        if key == "gpu_memory_fraction":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+                raise BookError(f"{where}.{key} must be a number in (0, 1], got {value!r}")
+            out[key] = float(value)
+        elif key in _NEEDS:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                 raise BookError(f"{where}.{key} must be a positive number, got {value!r}")
             out[key] = float(value)
@@ -119,7 +127,7 @@ def requires(chapter: str, profile: str) -> dict:
                 raise BookError(f"{where}.size_params must be a list of parameter names, got {value!r}")
             out[key] = list(value)
         else:
-            raise BookError(f"{where}: unknown key {key!r}; valid: {', '.join(_NEEDS)}, size_params")
+            raise BookError(f"{where}: unknown key {key!r}; valid: {_VALID}")
     return out
 
 
