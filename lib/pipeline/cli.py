@@ -37,7 +37,8 @@ def cmd_list(_args) -> None:
 def cmd_reproduce(args) -> None:
     get_chapter(args.chapter)  # fail fast on a bad name, before importing papermill
     only = [s for s in (args.only or "").replace(",", " ").split() if s]
-    target = reproduce(args.chapter, args.profile or None, parse_overrides(args.set or ""), only=only or None)
+    target = reproduce(args.chapter, args.profile or None, parse_overrides(args.set or ""), only=only or None,
+                       force=args.force)
     print(f"results swapped into {target.relative_to(repo_root()) if target.is_relative_to(repo_root()) else target}")
 
 
@@ -57,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--set", default="", help="parameter overrides: 'name=value name2=value2'")
     r.add_argument("--only", default="", help="rerun just these notebooks (stems, comma- or space-separated) "
                                                "and keep the others' results")
+    r.add_argument("--force", action="store_true", help="run even where this machine lacks the memory the "
+                                                        "profile declares under `requires` in profiles.yml")
     rp = sub.add_parser("replay", help="run a chapter's notebooks against saved results")
     rp.add_argument("chapter")
     rp.add_argument("--profile", default="")

@@ -100,8 +100,8 @@ class Run:
                              f"{chapter}/{notebook}")
             self.record = {**prov.commit_info(), "profile": self.profile, "params": self.params,
                            "device": prov.device_info(), "versions": prov.versions(),
-                           "seeds": self.seeds, "start": prov.now(), "end": None, "wall_s": None,
-                           "tables": []}
+                           "packages": prov.packages(), "seeds": self.seeds, "start": prov.now(),
+                           "end": None, "wall_s": None, "peak_memory": None, "tables": []}
             self._t0 = time.perf_counter()
             self._write_provenance()
 
@@ -156,6 +156,7 @@ class Run:
         if self.mode == "compute":
             self.record["end"] = prov.now()
             self.record["wall_s"] = round(time.perf_counter() - self._t0, 3)
+            self.record["peak_memory"] = prov.peak_memory()  # a lower bound where the notebook reset torch's peak stats
             self._write_provenance()
 
     @property

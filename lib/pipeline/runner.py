@@ -20,6 +20,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .. import repo_root
+from . import needs
 from .params import resolve_all
 from ..errors import BookError
 from .registry import chapter as get_chapter, check_profile
@@ -127,12 +128,14 @@ def _seed_stage(target: Path, produced: Path, only: list[str]) -> None:
 
 
 def reproduce(chapter: str, profile: str | None = None, overrides: dict | None = None,
-              timeout_s: int = 3600, only: list[str] | None = None) -> Path:
+              timeout_s: int = 3600, only: list[str] | None = None, force: bool = False) -> Path:
     """Run the chapter's notebooks in compute mode and swap their results in, all or nothing.
     only: rerun just these notebooks (stems) and keep the others' committed results, each
-    notebook's provenance naming its own commit (saves GPU time when one notebook changed)."""
+    notebook's provenance naming its own commit (saves GPU time when one notebook changed).
+    force: run even where this machine lacks the memory the profile declares."""
     ch = get_chapter(chapter)
     profile = check_profile(profile or default_profile())
+    needs.check(chapter, profile, overrides, force)  # refuse a too-small machine before anything runs
     if not ch.notebooks:
         raise BookError(f"chapter {chapter!r} has no notebooks yet")
     plan = resolve_all(chapter, profile, overrides)  # every notebook's parameters, checked first
