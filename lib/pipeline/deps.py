@@ -175,12 +175,12 @@ def _strip_magics(source: str) -> str:
     return "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!")))
 
 
-def parse_notebook(text: str) -> Parsed | None:
-    """A notebook's code cells, in order, as one script; None if the file is not notebook JSON."""
+def parse_notebook(text: str) -> Parsed:
+    """A notebook's code cells, in order, as one script (its whole text where it is not notebook JSON)."""
     try:
         cells = json.loads(text).get("cells", [])
     except (ValueError, AttributeError):
-        return None
+        return Parsed(raw=text, body=digest(text))
     sources = [_strip_magics("".join(c.get("source", ""))) for c in cells if c.get("cell_type") == "code"]
     try:
         tree = ast.Module(body=[s for src in sources for s in ast.parse(src).body], type_ignores=[])

@@ -187,7 +187,7 @@ def _parse(blob: str, module: str, is_package: bool) -> Parsed:
 
 
 @lru_cache(maxsize=256)
-def _notebook(blob: str) -> Parsed | None:
+def _notebook(blob: str) -> Parsed:
     return parse_notebook(_BLOBS[blob].decode(errors="replace"))
 
 
