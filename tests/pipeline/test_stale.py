@@ -107,9 +107,11 @@ MOVED_HELPERS = HELPERS.replace("from .deep import", "from ..deep import")
 
 
 def test_a_file_moved_without_change_does_not_stale(repo, measured):
-    commit(repo, {"lib/core.py": MOVED_CORE, "lib/util/helpers.py": MOVED_HELPERS, "lib/util/__init__.py": ""},
-           moves={"lib/helpers.py": "lib/util/helpers.py"})
-    assert "lib/util/helpers.py" in dependencies("ch", "01-run", "HEAD", repo)
+    """Two files moved into a package; the imports that point at them, one inside a function, rewritten."""
+    core = MOVED_CORE.replace("from msrbook.late import", "from msrbook.util.late import")
+    commit(repo, {"lib/core.py": core, "lib/util/helpers.py": MOVED_HELPERS, "lib/util/__init__.py": ""},
+           moves={"lib/helpers.py": "lib/util/helpers.py", "lib/late.py": "lib/util/late.py"})
+    assert {"lib/util/helpers.py", "lib/util/late.py"} <= dependencies("ch", "01-run", "HEAD", repo)
     assert is_stale(repo, measured) == "no"
 
 
@@ -137,10 +139,28 @@ def test_a_function_moved_between_modules_with_a_change_stales(repo, measured):
     assert is_stale(repo, measured) == "yes"
 
 
-def test_a_name_rebound_to_another_definition_stales(repo, measured):
-    """Only imports change, but `scale` now names another function: what a binding binds counts."""
-    commit(repo, {"lib/other.py": "def scale(x):\n    return x - 1\n",
-                  "lib/core.py": CORE.replace("from .helpers import scale", "from .other import scale")})
+def test_a_name_rebound_to_another_definition_stales(repo):
+    """Only an import changes, and every module stays in the closure, but `scale` now names another
+    function: what a binding binds counts."""
+    core = CORE.replace("from .helpers import scale", "from . import other\nfrom .helpers import scale")
+    measured = commit(repo, {**FILES, "lib/other.py": "def scale(x):\n    return x - 1\n", "lib/core.py": core})
+    commit(repo, {"lib/core.py": CORE.replace("from .helpers import scale", "from . import helpers\nfrom .other import scale")})
+    assert "lib/helpers.py" in dependencies("ch", "01-run", "HEAD", repo)
+    assert is_stale(repo, measured) == "yes"
+    commit(repo, {"lib/core.py": CORE.replace("from .helpers import scale", "from . import other\nfrom msrbook.helpers import scale")})
+    assert is_stale(repo, measured) == "no"  # the same binding, spelled absolutely
+
+
+def test_a_re_exported_function_moved_behind_its_package_does_not_stale(repo):
+    """core imports `scale` from a package that re-exports it; it moves between the package's modules."""
+    scale = "from ..deep import K\n\n\ndef scale(x):\n    return x * K\n"
+    files = {k: v for k, v in FILES.items() if k != "lib/helpers.py"}
+    measured = commit(repo, {**files, "lib/pkg/__init__.py": "from .a import scale\n",
+                             "lib/pkg/a.py": scale, "lib/pkg/b.py": "",
+                             "lib/core.py": CORE.replace("from .helpers import", "from .pkg import")})
+    commit(repo, {"lib/pkg/__init__.py": "from .b import scale\n", "lib/pkg/a.py": "", "lib/pkg/b.py": scale})
+    assert is_stale(repo, measured) == "no"
+    commit(repo, {"lib/pkg/b.py": scale.replace("x * K", "x * K - 1")})
     assert is_stale(repo, measured) == "yes"
 
 
