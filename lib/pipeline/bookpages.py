@@ -79,7 +79,7 @@ def load_results(ch: Chapter, root: Path, repo: Path | None = None) -> list[Prof
         d = root / ch.name / profile
         prov = json.loads((d / "provenance.json").read_text())
         claims = json.loads((d / "claims.json").read_text()) if (d / "claims.json").exists() else []
-        st = combine([stale(r.get("commit"), ch.stale_paths, repo) for r in prov.values()])
+        st = combine([stale(r.get("commit"), ch.name, nb, repo, profile) for nb, r in prov.items()])
         out.append(ProfileResults(ch, profile, prov, claims, st))
     return out
 

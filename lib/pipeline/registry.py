@@ -1,4 +1,4 @@
-"""The chapter registry (chapters.yml): names, titles, notebooks in order, code paths.
+"""The chapter registry (chapters.yml): names, titles, parts, papers, notebooks in order.
 
 Every tool reads chapters through this module, so an unknown name fails the same way everywhere:
 one line that lists the valid names.
@@ -25,7 +25,6 @@ class Chapter:
     part: str  # background | papers | appendix
     paper: str | None  # "Title (arXiv:id)", None for background and appendix chapters
     notebooks: tuple[str, ...]  # notebook stems in reading order
-    code: tuple[str, ...]  # paths whose change makes committed results stale
 
     @property
     def folder(self) -> Path:
@@ -34,10 +33,6 @@ class Chapter:
     def notebook_path(self, stem: str) -> Path:
         return self.folder / f"{stem}.ipynb"
 
-    @property
-    def stale_paths(self) -> tuple[str, ...]:
-        return (f"notebooks/{self.name}", f"data/paper/{self.name}.yml", *self.code)
-
 
 @lru_cache(maxsize=1)
 def chapters() -> tuple[Chapter, ...]:
@@ -45,7 +40,7 @@ def chapters() -> tuple[Chapter, ...]:
     return tuple(
         Chapter(
             name=c["name"], title=c["title"], part=c["part"], paper=c.get("paper"),
-            notebooks=tuple(c.get("notebooks") or ()), code=tuple(c.get("code") or ()),
+            notebooks=tuple(c.get("notebooks") or ()),
         )
         for c in raw["chapters"]
     )
