@@ -6,8 +6,8 @@
 Steps: (a) copy _config.yml, _toc.yml, book/ and notebooks/ into _build/stage; (b) for each
 chapter with committed results, execute its notebooks with papermill in replay mode against one
 result set (`layout.replay_set`: the best profile, paper > gpu > ci, then its device measured most
-recently) into the stage; the scoreboard and status blocks list every device's set; a chapter without results gets its sources with a
-"not yet measured" notice; (c) append the generated scoreboard table; (d) append each chapter's
+recently) into the stage (the scoreboard and status blocks list every device's set); a chapter
+without results gets its sources with a "not yet measured" notice; (c) append the generated scoreboard table; (d) append each chapter's
 status block; (e) vendor MathJax 3 under html_extra_path; (f) write the MyST substitutions (the
 repository URL among them) into the staged _config.yml; then run `jupyter-book build -W -n`.
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import yaml
@@ -61,6 +62,7 @@ class SetResults:
     provenance: dict  # notebook stem -> provenance record
     claims: list  # entries of claims.json
     stale: str  # yes | no | unknown
+    last_end: datetime  # the replay rule's "most recent" (layout.ResultSet.last_end)
 
     def device(self, notebook: str | None = None) -> str:
         """The device of one notebook's record, or of all records ("; "-joined when they differ)."""
@@ -74,9 +76,9 @@ class SetResults:
 
     @property
     def measured(self) -> str:
-        """The latest end time among the records, to the minute (the replay rule's "most recent")."""
-        ends = sorted(r["end"] for r in self.provenance.values() if r.get("end"))
-        return ends[-1][:16].replace("T", " ") if ends else "unfinished"
+        """The latest end time among the records, in UTC to the minute."""
+        never = self.last_end == datetime.min.replace(tzinfo=timezone.utc)
+        return "unfinished" if never else self.last_end.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M")
 
     @property
     def commits(self) -> str:
@@ -94,7 +96,7 @@ def load_results(ch: Chapter, root: Path, repo: Path | None = None) -> list[SetR
         prov = json.loads((d / "provenance.json").read_text())
         claims = json.loads((d / "claims.json").read_text()) if (d / "claims.json").exists() else []
         st = combine([stale(r.get("commit"), ch.stale_paths, repo) for r in prov.values()])
-        out.append(SetResults(ch, rs.profile, rs.key, prov, claims, st))
+        out.append(SetResults(ch, rs.profile, rs.key, prov, claims, st, rs.last_end()))
     return out
 
 

@@ -81,7 +81,8 @@ def _replay_choice(chapter: str, fallback: str) -> tuple[str, str | None]:
     env_profile = os.environ.get("MSRBOOK_REPLAY_PROFILE") or None
     env_key = os.environ.get("MSRBOOK_REPLAY_DEVICE") or None
     profile = check_profile(env_profile) if env_profile else None
-    chosen = layout.replay_set(chapter, results_root(), profile, env_key if profile in layout.PER_DEVICE else None)
+    key = env_key if profile is None or profile in layout.PER_DEVICE else None  # ci has no device folders
+    chosen = layout.replay_set(chapter, results_root(), profile, key)
     if chosen is None:  # nothing to read: _check_replayable names the folder it looked in
         return check_profile(env_profile or fallback), env_key
     return chosen.profile, chosen.key

@@ -196,6 +196,9 @@ def test_run_and_runner_replay_the_same_set(two_devices, monkeypatch):
     monkeypatch.setenv("MSRBOOK_MODE", "replay")
     run = results.start(CH, "03-benchmark", "ci", {})
     assert (run.profile, run.key) == ("gpu", "h100-80gb-hbm3") and run.claim(CLAIM, None)["value"] == 0.61
+    monkeypatch.setenv("MSRBOOK_REPLAY_DEVICE", "h200")  # a device asked for without a profile
+    assert results.start(CH, "03-benchmark", "ci", {}).claim(CLAIM, None)["value"] == 0.93
+    monkeypatch.delenv("MSRBOOK_REPLAY_DEVICE")
     seen = {}
 
     def capture(chapter_name, plan, out_dir, timeout_s, label):
