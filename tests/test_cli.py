@@ -46,3 +46,23 @@ def test_list_names_every_chapter():
     from msrbook.pipeline.registry import chapters
     for ch in chapters():
         assert ch.name in out.stdout
+
+
+def test_list_shows_each_committed_profile_and_device():
+    """`make list`: per chapter, every profile and device whose provenance.json is committed."""
+    from msrbook import repo_root
+    from msrbook.pipeline import layout
+    from msrbook.pipeline.registry import chapters
+    out = cli("list")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    tracked = set(subprocess.run(["git", "ls-files", "data/results"], cwd=repo_root(), capture_output=True,
+                                 text=True).stdout.split())
+    for ch in chapters():
+        at = next(i for i, line in enumerate(lines) if line.startswith(f"{ch.name} "))
+        have = next(line for line in lines[at:] if "committed results:" in line).split("committed results:")[1]
+        sets = [s for s in layout.result_sets(ch.name, repo_root() / "data" / "results")
+                if f"data/results/{ch.name}/{s.folder}/provenance.json" in tracked]
+        assert (have.strip() == "none") == (not sets), (ch.name, have)
+        for s in sets:
+            assert s.profile in have and (s.key is None or s.key in have), (ch.name, s.folder, have)

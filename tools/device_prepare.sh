@@ -14,7 +14,8 @@ chapter=${1:?usage: tools/device_prepare.sh CHAPTER}
 root=$(git rev-parse --show-toplevel)
 cd "$root"
 mkdir -p .device
-grep -qxF '/.device/' .git/info/exclude 2>/dev/null || echo '/.device/' >> .git/info/exclude
+exclude=$(git rev-parse --git-path info/exclude)  # .git is a file in a worktree
+grep -qxF '/.device/' "$exclude" 2>/dev/null || echo '/.device/' >> "$exclude"
 [[ -z $(git status --porcelain --untracked-files=no) ]] || echo "note: uncommitted changes are NOT in the export" >&2
 
 rm -rf .device/clean && mkdir -p .device/clean && git archive HEAD | tar -x -C .device/clean
@@ -39,11 +40,14 @@ nb=(papermill nbclient nbformat ipykernel ipython ipython_pygments_lexers jupyte
 run="cd .device/clean && export PYTHONPATH=/tmp/site:\$PYTHONPATH PYTHONUNBUFFERED=1"
 run+=" && python3 -m pip install -q --no-deps --no-build-isolation -e . ;"
 only=${ONLY:+ --only $ONLY}  # ONLY=02-gpu-speed tools/device_prepare.sh swarmthinkers: rerun one notebook
-if [[ -n ${ONLY:-} ]]; then  # start from the committed gpu results (in the export), so the others are kept
+if [[ -n ${ONLY:-} ]]; then  # start from the committed gpu results (in the export), so the others are kept;
+  # every device's folder goes along: the runner seeds from the one of the device it finds there
   run+=" mkdir -p /tmp/res/$chapter && cp -r data/results/$chapter/gpu /tmp/res/$chapter/ ;"
 fi
 run+=" MSRBOOK_RESULTS=/tmp/res MSRBOOK_COMMIT=$commit MSRBOOK_DIRTY=0 timeout 560 python3 -m msrbook.pipeline.cli reproduce $chapter --profile gpu$only;"
-run+=" rc=\$?; tar czf \$OUT/res.tgz /tmp/res _build/executed; exit \$rc"
+# only the folder of the device that ran comes back (results are kept per device: DESIGN.md)
+run+=" rc=\$?; dev=\$(python3 -m msrbook.pipeline.cli device); echo \"device folder: gpu/\$dev\";"
+run+=" tar czf \$OUT/res.tgz /tmp/res/$chapter/gpu/\$dev _build/executed; exit \$rc"
 
 case $chapter in
   bitdecoding)
@@ -74,4 +78,7 @@ case $chapter in
     echo "  mkdir -p /tmp/site && tar -C /tmp/site -xJf .device/nb.tar.xz && $run"
     ;;
 esac
-echo "then: mkdir -p data/results/$chapter && tar -xzf <files_at>/res.tgz -C /tmp/got && cp -r /tmp/got/tmp/res/$chapter/gpu data/results/$chapter/ and commit with the device and commit $commit in the message"
+got=/tmp/got/tmp/res/$chapter/gpu
+echo "then (replaces only the folder of the device that ran; the other devices' results stay):"
+echo "  rm -rf /tmp/got && mkdir -p /tmp/got && tar -xzf <files_at>/res.tgz -C /tmp/got && d=\$(ls $got) && rm -rf data/results/$chapter/gpu/\$d && mkdir -p data/results/$chapter/gpu && cp -r $got/\$d data/results/$chapter/gpu/"
+echo "  and commit data/results/$chapter/gpu/<device> with the device and commit $commit in the message"

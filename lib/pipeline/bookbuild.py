@@ -4,9 +4,10 @@
     python -m msrbook.pipeline.bookbuild --toc-only   # regenerate _toc.yml from chapters.yml
 
 Steps: (a) copy _config.yml, _toc.yml, book/ and notebooks/ into _build/stage; (b) for each
-chapter with committed results, execute its notebooks with papermill in replay mode against the
-best profile (paper > gpu > ci) into the stage; a chapter without results gets its sources with a
-"not yet measured" notice; (c) append the generated scoreboard table; (d) append each chapter's
+chapter with committed results, execute its notebooks with papermill in replay mode against one
+result set (`layout.replay_set`: the best profile, paper > gpu > ci, then its device measured most
+recently) into the stage (the scoreboard and status blocks list every device's set); a chapter
+without results gets its sources with a "not yet measured" notice; (c) append the generated scoreboard table; (d) append each chapter's
 status block; (e) vendor MathJax 3 under html_extra_path; (f) write the MyST substitutions (the
 repository URL among them) into the staged _config.yml; then run `jupyter-book build -W -n`.
 
@@ -34,8 +35,8 @@ from . import bookpages
 from .. import repo_root
 from ..errors import BookError, exit_code
 from .registry import Chapter, chapters
+from .layout import replay_set
 from .runner import replay
-from .results import best_profile
 
 MATHJAX = Path("node_modules/mathjax/es5")  # `npm install` (make setup) puts it here
 REPLAY_TIMEOUT_S = 600  # per cell; replay only loads saved tables, so this is generous
@@ -66,17 +67,19 @@ def pending_chapters() -> frozenset[str]:
 
 
 # -- (b) notebooks ---------------------------------------------------------------------------------
-def _replay_chapter(chapter: str, profile: str, results: str, out_dir: str) -> tuple[str, str | None]:
+def _replay_chapter(chapter: str, profile: str, device: str | None, results: str,
+                    out_dir: str) -> tuple[str, str | None]:
     """Replay one chapter into the stage (a worker process). Returns (chapter, error line or None):
     an error travels back as text, since an exception that fails to unpickle can hang the pool."""
     os.environ["MSRBOOK_RESULTS"] = results
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # tiny torch work runs ~2x faster so on 2 cores
+    where = f"{profile}/{device}" if device else profile
     try:
-        replay(chapter, profile, Path(out_dir), timeout_s=REPLAY_TIMEOUT_S)
+        replay(chapter, profile, Path(out_dir), timeout_s=REPLAY_TIMEOUT_S, device=device)
     except BookError as err:
-        return chapter, f"replay of {chapter} ({profile}): {err}"
+        return chapter, f"replay of {chapter} ({where}): {err}"
     except Exception as err:  # anything else is still one line naming the chapter
-        return chapter, f"replay of {chapter} ({profile}): {type(err).__name__}: {err}"
+        return chapter, f"replay of {chapter} ({where}): {type(err).__name__}: {err}"
     return chapter, None
 
 
@@ -98,12 +101,12 @@ def stage_notebooks(stage: Path, pending: frozenset[str], jobs: int, results: Pa
     for ch in chapters():
         if not ch.notebooks or ch.name in pending:
             continue
-        best = best_profile(ch.name, results)
-        if best is None:
+        chosen = replay_set(ch.name, results)
+        if chosen is None:
             for stem in ch.notebooks:
                 _annotated_source(ch, stem, stage / "notebooks" / ch.name / f"{stem}.ipynb")
         else:
-            work.append((ch.name, best, str(results), str(stage / "notebooks" / ch.name)))
+            work.append((ch.name, chosen.profile, chosen.key, str(results), str(stage / "notebooks" / ch.name)))
     if not work:
         return
     print(f"replaying {len(work)} chapter(s) against committed results, {jobs} at a time", flush=True)

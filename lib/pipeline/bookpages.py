@@ -2,7 +2,8 @@
 chapter's status block and the MyST substitutions. `bookbuild` writes them into the stage.
 
 Everything here reads the registry (chapters.yml), the committed results (claims.json,
-provenance.json per chapter and profile) and data/paper/<chapter>.yml; nothing is typed twice.
+provenance.json per chapter, profile and device: `layout`) and data/paper/<chapter>.yml; nothing is
+typed twice. Every device's results get their own rows; the notebooks replay one set.
 """
 
 from __future__ import annotations
@@ -10,15 +11,17 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import yaml
 
 from . import claims as claims_mod
+from . import needs
 from .provenance import device_label
 from .registry import PROFILES, Chapter, chapters
 from ..errors import BookError
-from .results import available_profiles
+from .layout import replay_set, result_sets
 from .stale import combine, stale
 
 PARTS = (("background", "Background"), ("papers", "The papers"), ("appendix", "Appendix"))
@@ -52,12 +55,15 @@ def toc_text(skip_notebooks: frozenset[str] = frozenset()) -> str:
 
 # -- committed results -----------------------------------------------------------------------------
 @dataclass(frozen=True)
-class ProfileResults:
+class SetResults:
+    """One result set of a chapter: a profile, and for gpu and paper one device (`layout`)."""
     chapter: Chapter
     profile: str
+    key: str | None  # the device folder; None for the flat ci profile
     provenance: dict  # notebook stem -> provenance record
     claims: list  # entries of claims.json
     stale: str  # yes | no | unknown
+    last_end: datetime  # the replay rule's "most recent" (layout.ResultSet.last_end)
 
     def device(self, notebook: str | None = None) -> str:
         """The device of one notebook's record, or of all records ("; "-joined when they differ)."""
@@ -66,21 +72,32 @@ class ProfileResults:
         return "; ".join(labels) or "unknown device"
 
     @property
+    def folder(self) -> str:
+        return f"{self.profile}/{self.key}" if self.key else self.profile
+
+    @property
+    def measured(self) -> str:
+        """The latest end time among the records, in UTC to the minute."""
+        never = self.last_end == datetime.min.replace(tzinfo=timezone.utc)
+        return "unfinished" if never else self.last_end.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M")
+
+    @property
     def commits(self) -> str:
         out = dict.fromkeys(f"{(r.get('commit') or 'unknown')[:10]}{' (dirty)' if r.get('dirty') else ''}"
                             for r in self.provenance.values())
         return ", ".join(out)
 
 
-def load_results(ch: Chapter, root: Path, repo: Path | None = None) -> list[ProfileResults]:
-    """Every committed profile of a chapter, best first (paper, gpu, ci)."""
+def load_results(ch: Chapter, root: Path, repo: Path | None = None) -> list[SetResults]:
+    """Every committed result set of a chapter: best profile first (paper, gpu, ci), each profile's
+    devices by name."""
     out = []
-    for profile in reversed(available_profiles(ch.name, root)):
-        d = root / ch.name / profile
+    for rs in result_sets(ch.name, root):
+        d = rs.path
         prov = json.loads((d / "provenance.json").read_text())
         claims = json.loads((d / "claims.json").read_text()) if (d / "claims.json").exists() else []
-        st = combine([stale(r.get("commit"), ch.name, nb, repo, profile) for nb, r in prov.items()])
-        out.append(ProfileResults(ch, profile, prov, claims, st))
+        st = combine([stale(r.get("commit"), ch.name, nb, repo, rs.profile) for nb, r in prov.items()])
+        out.append(SetResults(ch, rs.profile, rs.key, prov, claims, st, rs.last_end()))
     return out
 
 
@@ -111,7 +128,7 @@ def paper_cell(ch: Chapter, c: dict) -> str:
     return fmt_with_unit(c["paper_value"], c.get("unit")) + source
 
 
-def status_cell(c: dict, results: ProfileResults | None = None) -> str:
+def status_cell(c: dict, results: "SetResults | None" = None) -> str:
     """The claim's status with the notebook's note and the rule's. Given the results it came from,
     the status is recomputed under the current rule in data/paper, on the device of its notebook's
     provenance, so a changed rule shows without a rerun; without them, the committed status."""
@@ -133,7 +150,7 @@ SCORE_HEAD = ("| chapter | claim | paper | ours | profile | device | status | no
 
 
 def scoreboard(root: Path, repo: Path | None = None) -> str:
-    """The generated part of book/scoreboard.md: one row per claim, chapter and committed profile."""
+    """The generated part of book/scoreboard.md: one row per claim, chapter, committed profile and device."""
     rows, unmeasured = [], []
     for ch in chapters():
         found = load_results(ch, root, repo)
@@ -173,14 +190,15 @@ def chapter_status(ch: Chapter, root: Path, pending: bool, repo: Path | None = N
     if not found:
         return head + not_measured_admonition(
             ch, "No results for this chapter are committed, so its notebooks are shown without outputs.")
-    out = [head, f"The notebooks replay the `{found[0].profile}` results "
-                 f"(the best committed profile; order {' > '.join(reversed(PROFILES))}).\n\n",
-           "| profile | device | measured at commit | stale |\n|---|---|---|---|\n"]
-    out += [f"| {p.profile} | {cell(p.device())} | `{p.commits}` | {p.stale} |\n" for p in found]
+    out = [head, replayed_sentence(ch, root, found),
+           "| profile | device | folder | measured at commit | last measured (UTC) | stale |\n|---|---|---|---|---|---|\n"]
+    out += [f"| {p.profile} | {cell(p.device())} | `{p.folder}` | `{p.commits}` | {p.measured} | {p.stale} |\n"
+            for p in found]
+    out.append("\n" + "\n".join(needs.markdown(ch.name, root)) + "\n")
     for p in found:
-        out.append(f"\n### Claims, profile `{p.profile}`\n\n")
+        out.append(f"\n### Claims, profile `{p.profile}`, {cell(p.device())}\n\n")
         if not p.claims:
-            out.append("This profile records no claims.\n")
+            out.append("This result set records no claims.\n")
             continue
         out.append("| claim | ours | paper | status | notebook |\n|---|---|---|---|---|\n")
         for c in p.claims:
@@ -188,6 +206,16 @@ def chapter_status(ch: Chapter, root: Path, pending: bool, repo: Path | None = N
             out.append("| " + " | ".join(cell(x) for x in (
                 f"`{c['id']}`", ours, paper_cell(ch, c), status_cell(c, p), nb_link(ch, c["notebook"], "../../"))) + " |\n")
     return "".join(out)
+
+
+def replayed_sentence(ch: Chapter, root: Path, found: list[SetResults]) -> str:
+    """Which set the notebooks show, and the rule that chose it (the same call the build replays)."""
+    chosen = replay_set(ch.name, root)
+    shown = next(p for p in found if (p.profile, p.key) == (chosen.profile, chosen.key))
+    return (f"The notebooks replay the `{shown.folder}` results ({shown.device()}), chosen by a fixed rule "
+            f"that never looks at the numbers: the best committed profile (order {' > '.join(reversed(PROFILES))}), "
+            f"then, among its devices, the one measured most recently. The tables below list every "
+            f"device's claims.\n\n")
 
 
 # -- substitutions -----------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Command line behind the Makefile: `python -m msrbook.pipeline.cli reproduce|replay|list`.
+"""Command line behind the Makefile: `python -m msrbook.pipeline.cli reproduce|replay|list|device`.
 
 A user error (unknown chapter, profile, parameter...) prints one line and exits 2.
 """
@@ -13,25 +13,41 @@ import yaml
 
 from .. import repo_root
 from .params import parse_overrides
-from .registry import PROFILES, chapter as get_chapter, chapters
+from . import layout
+from .registry import chapter as get_chapter, chapters
 from .runner import replay, reproduce
 from ..errors import exit_code
 
 
-def _committed(path: str) -> bool:
-    out = subprocess.run(["git", "ls-files", "--error-unmatch", path], cwd=repo_root(),
-                         capture_output=True, text=True)
-    return out.returncode == 0
+def _committed_results() -> set[str]:
+    """Every committed path under data/results/ (one git call for all chapters)."""
+    out = subprocess.run(["git", "ls-files", "data/results"], cwd=repo_root(), capture_output=True, text=True)
+    return set(out.stdout.split()) if out.returncode == 0 else set()
+
+
+def committed_sets(chapter: str, committed: set[str]) -> str:
+    """'ci; gpu: h100-80gb-hbm3, h200' -- each profile and device whose provenance.json is committed."""
+    root = repo_root() / "data" / "results"
+    have: dict[str, list[str]] = {}
+    for rs in reversed(layout.result_sets(chapter, root)):  # cheapest profile first
+        if (rs.path / "provenance.json").relative_to(repo_root()).as_posix() in committed:
+            have.setdefault(rs.profile, []).append(rs.key or "")
+    return "; ".join(f"{p}: {', '.join(sorted(keys))}" if any(keys) else p for p, keys in have.items()) or "none"
 
 
 def cmd_list(_args) -> None:
+    committed = _committed_results()
     for ch in chapters():
         prof_file = ch.folder / "profiles.yml"
         profiles = list((yaml.safe_load(prof_file.read_text()) or {}).keys()) if prof_file.exists() else []
-        have = [p for p in PROFILES if _committed(f"data/results/{ch.name}/{p}/provenance.json")]
         print(f"{ch.name:18s} {ch.title}")
         print(f"{'':18s} notebooks: {', '.join(ch.notebooks) or '(none yet)'}")
-        print(f"{'':18s} profiles:  {', '.join(profiles) or '(none yet)'}; committed results: {', '.join(have) or 'none'}")
+        print(f"{'':18s} profiles:  {', '.join(profiles) or '(none yet)'}")
+        print(f"{'':18s} committed results: {committed_sets(ch.name, committed)}")
+
+
+def cmd_device(_args) -> None:
+    print(layout.probe())
 
 
 def cmd_reproduce(args) -> None:
@@ -44,7 +60,7 @@ def cmd_reproduce(args) -> None:
 
 def cmd_replay(args) -> None:
     get_chapter(args.chapter)
-    out = replay(args.chapter, args.profile or None)
+    out = replay(args.chapter, args.profile or None, device=args.device or None)
     print(f"replayed into {out}")
 
 
@@ -63,8 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     rp = sub.add_parser("replay", help="run a chapter's notebooks against saved results")
     rp.add_argument("chapter")
     rp.add_argument("--profile", default="")
+    rp.add_argument("--device", default="", help="the device folder of a gpu or paper profile (default: the "
+                                                 "one measured most recently)")
+    sub.add_parser("device", help="this machine's device folder name (where a gpu or paper run here writes)")
     args = ap.parse_args(argv)
-    return exit_code({"list": cmd_list, "reproduce": cmd_reproduce, "replay": cmd_replay}[args.cmd], args)
+    return exit_code({"list": cmd_list, "reproduce": cmd_reproduce, "replay": cmd_replay,
+                      "device": cmd_device}[args.cmd], args)
 
 
 if __name__ == "__main__":

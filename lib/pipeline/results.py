@@ -4,10 +4,13 @@ Mode and results root come from the environment that `make` sets, never from par
 
 * MSRBOOK_MODE = compute | replay (default compute). Compute runs each expensive step and saves
   its table; replay loads it, so a figure is always drawn from saved data.
-* MSRBOOK_RESULTS = the results root (default data/results); tables go to
-  <root>/<chapter>/<profile>/<name>.csv, with claims.json and provenance.json beside them.
-* MSRBOOK_REPLAY_PROFILE = which profile replay reads (default: the best one present,
-  paper > gpu > ci).
+* MSRBOOK_RESULTS = the results root (default data/results); tables go to the set's folder
+  (`layout`: <root>/<chapter>/ci/, or <root>/<chapter>/<profile>/<device>/ for gpu and paper),
+  with claims.json and provenance.json beside them.
+* MSRBOOK_DEVICE_KEY = the device `make reproduce` probed; a notebook whose own device differs
+  refuses to run, so its results cannot land in another device's folder.
+* MSRBOOK_REPLAY_PROFILE, MSRBOOK_REPLAY_DEVICE = which set replay reads (default: the best
+  profile present, paper > gpu > ci, then its device measured most recently; `layout.replay_set`).
 
     run = results.start("decode-roofline", "03-benchmark", profile, params, seeds={"torch": 0})
     df = run.table("bandwidth", lambda: measure(...))      # DataFrame, saved or loaded
@@ -29,10 +32,11 @@ from typing import Callable
 import pandas as pd
 
 from . import claims as claims_mod
+from . import layout
 from . import provenance as prov
 from .. import repo_root
 from .params import check as check_params, notebook_defaults
-from .registry import PROFILES, chapter as get_chapter, check_profile
+from .registry import chapter as get_chapter, check_profile
 from ..errors import BookError
 
 MODES = ("compute", "replay")
@@ -66,40 +70,60 @@ def read_json(path: Path, default):
     return json.loads(path.read_text()) if path.exists() else default
 
 
-def available_profiles(chapter: str, root: Path | None = None) -> list[str]:
-    """Profiles with results for a chapter, cheapest first."""
-    base = (root or results_root()) / chapter
-    return [p for p in PROFILES if (base / p / "provenance.json").exists()]
-
-
 def best_profile(chapter: str, root: Path | None = None) -> str | None:
-    found = available_profiles(chapter, root)
-    return found[-1] if found else None
+    """The profile of the set the notebooks replay (None: no results)."""
+    chosen = layout.replay_set(chapter, root or results_root())
+    return chosen.profile if chosen else None
+
+
+def _replay_choice(chapter: str, fallback: str) -> tuple[str, str | None]:
+    """(profile, device key) replay reads: the environment's choice, else `layout.replay_set`."""
+    env_profile = os.environ.get("MSRBOOK_REPLAY_PROFILE") or None
+    env_key = os.environ.get("MSRBOOK_REPLAY_DEVICE") or None
+    profile = check_profile(env_profile) if env_profile else None
+    key = env_key if profile is None or profile in layout.PER_DEVICE else None  # ci has no device folders
+    chosen = layout.replay_set(chapter, results_root(), profile, key)
+    if chosen is None:  # nothing to read: _check_replayable names the folder it looked in
+        return check_profile(env_profile or fallback), env_key
+    return chosen.profile, chosen.key
+
+
+def _compute_key(chapter: str, notebook: str, profile: str, device: dict) -> str | None:
+    """The device folder a compute run writes (None for ci); refuses a device other than the one
+    `make reproduce` probed, whose folder the runner swaps in."""
+    if profile not in layout.PER_DEVICE:
+        return None
+    own, probed = layout.device_key(device), os.environ.get("MSRBOOK_DEVICE_KEY")
+    if probed and probed != own:
+        raise BookError(f"{chapter}/{notebook} runs on {own!r} but `make reproduce` probed {probed!r}: its results "
+                        f"would land in the wrong device folder; run the chapter where the notebook sees one device")
+    return own
 
 
 class Run:
-    """One notebook's run against one chapter/profile folder."""
+    """One notebook's run against one result set's folder (`layout`)."""
 
     def __init__(self, chapter: str, notebook: str, profile: str, params: dict, seeds: dict | None):
         ch = get_chapter(chapter)
         if notebook not in ch.notebooks:
             raise BookError(f"unknown notebook {notebook!r} in {chapter}; valid: {', '.join(ch.notebooks)}")
         self.chapter, self.notebook, self.mode = chapter, notebook, mode()
-        if self.mode == "replay":
-            profile = os.environ.get("MSRBOOK_REPLAY_PROFILE") or best_profile(chapter) or profile
-        self.profile = check_profile(profile)
-        self.dir = results_root() / chapter / self.profile
         self.params, self.seeds = dict(params), dict(seeds or {})
         if self.mode == "replay":
+            self.profile, self.key = _replay_choice(chapter, profile)
+            self.dir = layout.set_dir(results_root(), chapter, self.profile, self.key)
             self._check_replayable()
             self.record = read_json(self.dir / "provenance.json", {})[notebook]
         else:
+            self.profile, device = check_profile(profile), prov.device_info()
+            self.key = _compute_key(chapter, notebook, self.profile, device)
+            self.dir = layout.set_dir(results_root(), chapter, self.profile, self.key)
             nb_path = get_chapter(chapter).notebook_path(notebook)
             if nb_path.exists():  # the same check the runner makes, for papermill used directly
                 check_params(notebook_defaults(nb_path), {k: v for k, v in params.items() if k != "profile"},
                              f"{chapter}/{notebook}")
             self.record = {**prov.commit_info(), "profile": self.profile, "params": self.params,
-                           "device": prov.device_info(), "versions": prov.versions(),
+                           "device": device, "versions": prov.versions(),
                            "packages": prov.packages(), "seeds": self.seeds, "start": prov.now(),
                            "end": None, "wall_s": None, "peak_memory": None, "tables": []}
             self._t0 = time.perf_counter()
@@ -108,7 +132,8 @@ class Run:
     # -- replay ------------------------------------------------------------------------------
     def _check_replayable(self) -> None:
         if not (self.dir / "provenance.json").exists():
-            raise BookError(f"no results for {self.chapter} ({self.profile}) under {results_root()}; "
+            where = f"{self.profile}/{self.key}" if self.key else self.profile
+            raise BookError(f"no results for {self.chapter} ({where}) under {results_root()}; "
                             f"run `make reproduce CHAPTER={self.chapter}` first")
         if self.notebook not in read_json(self.dir / "provenance.json", {}):
             raise BookError(f"{self.dir}/provenance.json has no record of notebook {self.notebook!r}; "

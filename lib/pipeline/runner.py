@@ -2,8 +2,11 @@
 
 reproduce: results go to a staging folder beside the chapter's results and are swapped in only
 when every notebook succeeded; a failure names the notebook and the cell and leaves the previous
-results whole. With `only`, just those notebooks run and the others' results are kept. replay:
-loads committed results (the book build uses it). Executed notebooks are kept under
+results whole. gpu and paper results are kept per device (`layout`): the device is probed once
+here and passed to the notebooks (MSRBOOK_DEVICE_KEY), and only its folder is swapped, so a run
+on an H200 never touches the H100's results. With `only`, just those notebooks run and the others'
+results (of the same device) are kept. replay: loads one committed result set (the book build
+uses it). Executed notebooks are kept under
 _build/executed/<chapter>/<profile>/ (or the folder given) for inspection.
 """
 
@@ -24,7 +27,8 @@ from . import needs
 from .params import resolve_all
 from ..errors import BookError
 from .registry import chapter as get_chapter, check_profile
-from .results import best_profile, read_json, results_root, write_atomic
+from . import layout
+from .results import read_json, results_root, write_atomic
 
 
 def default_profile() -> str:
@@ -127,6 +131,17 @@ def _seed_stage(target: Path, produced: Path, only: list[str]) -> None:
                  json.dumps({k: v for k, v in prov.items() if k not in only}, indent=2, sort_keys=True) + "\n")
 
 
+def _check_recorded(produced: Path, plan: list[tuple[str, dict]], label: str) -> None:
+    """Every notebook that ran left its record in the folder about to be swapped in. A notebook
+    that saw another device than the probed one writes under that device's folder instead (Run
+    refuses first where MSRBOOK_DEVICE_KEY reaches it); nothing is swapped in then."""
+    prov = read_json(produced / "provenance.json", {})
+    missing = [stem for stem, _ in plan if stem not in prov]
+    if missing:
+        raise BookError(f"{', '.join(missing)} recorded no results under {label} (a notebook on another device "
+                        f"writes under that device's folder); nothing was swapped in")
+
+
 def reproduce(chapter: str, profile: str | None = None, overrides: dict | None = None,
               timeout_s: int = 3600, only: list[str] | None = None, force: bool = False) -> Path:
     """Run the chapter's notebooks in compute mode and swap their results in, all or nothing.
@@ -144,20 +159,22 @@ def reproduce(chapter: str, profile: str | None = None, overrides: dict | None =
         if unknown:
             raise BookError(f"{chapter} has no notebook {', '.join(unknown)}; its notebooks: {', '.join(ch.notebooks)}")
         plan = [(stem, params) for stem, params in plan if stem in only]
-    target = results_root() / chapter / profile
+    key = layout.probe() if profile in layout.PER_DEVICE else None  # once: every notebook must agree
+    target = layout.set_dir(results_root(), chapter, profile, key)
     stage = results_root() / chapter / f".stage-{profile}-{os.getpid()}"
+    produced = layout.set_dir(stage, chapter, profile, key)
     shutil.rmtree(stage, ignore_errors=True)
-    env = {"MSRBOOK_MODE": "compute", "MSRBOOK_RESULTS": str(stage)}
+    env = {"MSRBOOK_MODE": "compute", "MSRBOOK_RESULTS": str(stage), "MSRBOOK_DEVICE_KEY": key or ""}
     if profile == "ci":
         env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", "1")  # ~2x faster on 2 cores
+    label = f"{profile}/{key}" if key else profile
     try:
         if only:
-            _seed_stage(target, stage / chapter / profile, list(only))
+            _seed_stage(target, produced, list(only))
         with _environ(**env):
-            execute(chapter, plan, repo_root() / "_build" / "executed" / chapter / profile, timeout_s, profile)
-        produced = stage / chapter / profile
-        if not produced.exists():
-            raise BookError(f"{chapter}: the notebooks ran but recorded no results")
+            execute(chapter, plan, repo_root() / "_build" / "executed" / chapter / profile, timeout_s, label)
+        _check_recorded(produced, plan, label)
+        target.parent.mkdir(parents=True, exist_ok=True)
         _swap_in(produced, target)
         return target
     finally:
@@ -165,16 +182,20 @@ def reproduce(chapter: str, profile: str | None = None, overrides: dict | None =
 
 
 def replay(chapter: str, profile: str | None = None, out_dir: Path | None = None,
-           timeout_s: int = 1800) -> Path:
-    """Execute a chapter's notebooks against saved results (best profile unless given)."""
+           timeout_s: int = 1800, device: str | None = None) -> Path:
+    """Execute a chapter's notebooks against one saved result set: `layout.replay_set`'s choice,
+    narrowed to the profile and device given."""
     ch = get_chapter(chapter)
     if not ch.notebooks:
         raise BookError(f"chapter {chapter!r} has no notebooks yet")
-    profile = check_profile(profile) if profile else best_profile(chapter)
-    if profile is None or not (results_root() / chapter / profile / "provenance.json").exists():
-        raise BookError(f"no results for {chapter}{f' ({profile})' if profile else ''} under {_rel(results_root())}; "
+    profile = check_profile(profile) if profile else None
+    chosen = layout.replay_set(chapter, results_root(), profile, device)
+    if chosen is None:
+        asked = "/".join(x for x in (profile, device) if x)
+        raise BookError(f"no results for {chapter}{f' ({asked})' if asked else ''} under {_rel(results_root())}; "
                         f"run `make reproduce CHAPTER={chapter}` first")
     out_dir = out_dir or repo_root() / "_build" / "replayed" / chapter
-    with _environ(MSRBOOK_MODE="replay", MSRBOOK_RESULTS=str(results_root()), MSRBOOK_REPLAY_PROFILE=profile):
-        execute(chapter, resolve_all(chapter, profile), out_dir, timeout_s, f"replay {profile}")
+    with _environ(MSRBOOK_MODE="replay", MSRBOOK_RESULTS=str(results_root()),
+                  MSRBOOK_REPLAY_PROFILE=chosen.profile, MSRBOOK_REPLAY_DEVICE=chosen.key or ""):
+        execute(chapter, resolve_all(chapter, chosen.profile), out_dir, timeout_s, f"replay {chosen.folder}")
     return out_dir
