@@ -101,13 +101,14 @@ def fake_execute(chapter_name, plan, out_dir, timeout_s, label):
 def test_reproduce_on_device_b_leaves_device_a_byte_identical(root, monkeypatch):
     monkeypatch.setattr(runner, "execute", fake_execute)
     on(monkeypatch, H100)
-    target_a = runner.reproduce(CH, "gpu")
+    # force: the faked device has no memory to check (needs.check is tested in test_needs.py)
+    target_a = runner.reproduce(CH, "gpu", force=True)
     assert target_a == root / CH / "gpu" / "h100-80gb-hbm3"
     before = snapshot(target_a)
     on(monkeypatch, H200)
-    target_b = runner.reproduce(CH, "gpu")
+    target_b = runner.reproduce(CH, "gpu", force=True)
     assert target_b == root / CH / "gpu" / "h200" and (target_b / "provenance.json").exists()
-    runner.reproduce(CH, "gpu", only=[NB])  # ONLY seeds from the same device's folder
+    runner.reproduce(CH, "gpu", only=[NB], force=True)  # ONLY seeds from the same device's folder
     prov_b = json.loads((target_b / "provenance.json").read_text())
     assert set(prov_b) == set(chapter(CH).notebooks)
     assert all(layout.device_key(r["device"]) == "h200" for r in prov_b.values())
@@ -119,16 +120,16 @@ def test_reproduce_on_device_b_leaves_device_a_byte_identical(root, monkeypatch)
 def test_only_on_a_device_without_results_refuses(root, monkeypatch):
     monkeypatch.setattr(runner, "execute", fake_execute)
     on(monkeypatch, H100)
-    runner.reproduce(CH, "gpu")
+    runner.reproduce(CH, "gpu", force=True)
     on(monkeypatch, A100)
     with pytest.raises(BookError, match="gpu/a100-sxm4-80gb to update: run the whole chapter once"):
-        runner.reproduce(CH, "gpu", only=[NB])
+        runner.reproduce(CH, "gpu", only=[NB], force=True)
 
 
 def test_a_notebook_on_another_device_fails_and_swaps_nothing(root, monkeypatch):
     on(monkeypatch, H100)
     monkeypatch.setattr(runner, "execute", fake_execute)
-    runner.reproduce(CH, "gpu")
+    runner.reproduce(CH, "gpu", force=True)
     before = snapshot(root / CH)
 
     def notebook_sees_h200(*args):
@@ -137,7 +138,7 @@ def test_a_notebook_on_another_device_fails_and_swaps_nothing(root, monkeypatch)
 
     monkeypatch.setattr(runner, "execute", notebook_sees_h200)
     with pytest.raises(BookError, match="probed 'h100-80gb-hbm3'"):
-        runner.reproduce(CH, "gpu")
+        runner.reproduce(CH, "gpu", force=True)
     assert snapshot(root / CH) == before
 
     def unguarded(*args):  # where the probed key does not reach the notebook, the runner's check
@@ -147,7 +148,7 @@ def test_a_notebook_on_another_device_fails_and_swaps_nothing(root, monkeypatch)
     on(monkeypatch, H100)
     monkeypatch.setattr(runner, "execute", unguarded)
     with pytest.raises(BookError, match="01-roofline, 02-split-kv-kernel, 03-benchmark recorded no results under gpu/h100-80gb-hbm3"):
-        runner.reproduce(CH, "gpu")
+        runner.reproduce(CH, "gpu", force=True)
     assert snapshot(root / CH) == before
 
 
