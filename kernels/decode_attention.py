@@ -21,6 +21,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .targets import Target, target
+
 # ---------------------------------------------------------------------------------------- config space
 
 SWEEP = {  # the knob ranges swept in kernels/NOTES-decode.md; every combination ran on an H200
@@ -55,13 +57,39 @@ def default_config(B: int, Hkv: int, S: int, D: int, sm_count: int, *, elem_byte
     return DecodeConfig(num_splits, block_n, num_warps=4, num_stages=num_stages)
 
 
+def fallback_config(B: int, Hkv: int, S: int, D: int, sm_count: int, *, elem_bytes: int = 2,
+                    smem_bytes: int = 99 * 1024) -> DecodeConfig:
+    """For a GPU the sweep did not run on (kernels/targets.py; compiled in CI for sm_80 and sm_89,
+    not timed). Conservative beside `default_config`: tiles of at most 64 tokens (one K+V stage
+    <= 32 KB at D=128 fp16, half the registers of the loaded tiles), 3 stages only where their
+    buffers (two stages + 16 KB, as Triton allocates them) fit in half the opt-in shared memory, so
+    two programs share an SM (A100: 3 stages, 72 KB; L4 / RTX 4090: 2 stages, 39 KB); the same
+    4 warps and split rule."""
+    block_n = min(64, 16384 // (D * elem_bytes), max(16, triton.next_power_of_2(S)))
+    stage_bytes = 2 * block_n * D * elem_bytes
+    num_stages = 3 if 2 * stage_bytes + 16 * 1024 <= smem_bytes // 2 else 2
+    most = max(1, min(triton.cdiv(8 * sm_count, B * Hkv), S // 512, triton.cdiv(S, block_n), 256))
+    return DecodeConfig(1 << (most.bit_length() - 1), block_n, num_warps=4, num_stages=num_stages)
+
+
+def config_for(tgt: Target, B: int, Hkv: int, S: int, D: int, *, elem_bytes: int = 2) -> DecodeConfig:
+    """The measured heuristic on a capability it was timed on (tgt.measured), else the fallback."""
+    pick = default_config if tgt.measured else fallback_config
+    return pick(B, Hkv, S, D, tgt.sm_count, elem_bytes=elem_bytes, smem_bytes=tgt.smem_bytes)
+
+
+def launch_config(q, k) -> DecodeConfig:
+    """The configuration `decode_attention` launches q [B, H, D] over k [B, Hkv, S, D] with when no
+    knob is given. Raises UnsupportedGPU on a GPU below sm_80."""
+    B, _, D = q.shape
+    return config_for(target(q.device), B, k.shape[1], k.shape[2], D, elem_bytes=q.element_size())
+
+
 def device_limits(device: torch.device) -> dict:
-    """SM count and per-block shared memory of `device`; an H100's on CPU, so CPU runs plan the
-    same grid a GPU would."""
-    if device.type == "cuda":
-        props = torch.cuda.get_device_properties(device)
-        return dict(sm_count=props.multi_processor_count, smem_bytes=props.shared_memory_per_block_optin)
-    return dict(sm_count=132, smem_bytes=227 * 1024)
+    """SM count and opt-in shared memory per block of `device` (its capability's, kernels/targets.py);
+    an H100's on CPU, so CPU runs plan the same grid a GPU would."""
+    tgt = target(device)
+    return dict(sm_count=tgt.sm_count, smem_bytes=tgt.smem_bytes)
 
 
 # ------------------------------------------------------------------------------------------- kernels
@@ -148,7 +176,8 @@ def _decode_combine_kernel(
 
 def decode_attention(q, k, v, *, sm_scale=None, num_splits=None, block_n=None, num_warps=None, num_stages=None):
     """Split-KV decode attention. q [B, H, D]; k, v [B, Hkv, S, D] -> out [B, H, D] in q's dtype.
-    Knobs left as None come from `default_config`."""
+    Knobs left as None come from `launch_config` (`default_config` on an H100 or H200, else
+    `fallback_config`)."""
     B, H, D = q.shape
     Bk, Hkv, S, Dk = k.shape
     assert k.shape == v.shape and Bk == B and Dk == D, f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
@@ -157,7 +186,7 @@ def decode_attention(q, k, v, *, sm_scale=None, num_splits=None, block_n=None, n
     assert q.dtype == k.dtype == v.dtype and q.dtype in (torch.float16, torch.bfloat16, torch.float32)
     assert q.device == k.device == v.device
     q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
-    cfg = default_config(B, Hkv, S, D, elem_bytes=q.element_size(), **device_limits(q.device))
+    cfg = launch_config(q, k)
     num_splits = num_splits or cfg.num_splits
     block_n = block_n or cfg.block_n
     assert block_n >= 16 and block_n & (block_n - 1) == 0, f"block_n must be a power of two >= 16, got {block_n}"

@@ -20,6 +20,11 @@ import torch
 import triton
 import triton.language as tl
 
+from .targets import target
+
+# The launch (BLOCK_R lanes, Triton's default 4 warps, no shared-memory tiles, no tl.dot) was timed on
+# an H200 and fits every capability from sm_80 (kernels/targets.py): it is the fallback too, compiled
+# for sm_80, sm_89 and sm_90a in CI (tests/kernels/test_compile_targets.py).
 BLOCK_R = 128  # replicas per program
 MAX_M = 64  # store: at most this many vacancies per replica (the kernel unrolls over them)
 
@@ -94,7 +99,8 @@ def _store_kernel(VIDX, G, DEM, OVF, RATES, DE_ST, VTOT, BSUM, OVF_ST,
 
 
 def commit(kmc, v, vs, ts, X, dE, active, new_time) -> None:
-    """TorchKMC._commit in one kernel (kmc's state changed in place)."""
+    """TorchKMC._commit in one kernel (kmc's state changed in place). Raises UnsupportedGPU below sm_80."""
+    target(kmc.species.device)
     vmap = kmc._vmap if kmc._vmap is not None else kmc.species  # placeholder pointers where absent
     vtab = kmc._vtab if kmc._vtab is not None else kmc.species
     _commit_kernel[(triton.cdiv(kmc.R, BLOCK_R),)](
@@ -106,7 +112,8 @@ def commit(kmc, v, vs, ts, X, dE, active, new_time) -> None:
 
 
 def store(kmc, vidx, g, dE, overflow) -> None:
-    """TorchKMC._store in one kernel (kmc's state changed in place)."""
+    """TorchKMC._store in one kernel (kmc's state changed in place). Raises UnsupportedGPU below sm_80."""
+    target(kmc.species.device)
     M = vidx.shape[1]
     _store_kernel[(triton.cdiv(kmc.R, BLOCK_R),)](
         vidx.contiguous(), g.contiguous(), dE.to(kmc._dE.dtype).contiguous(), overflow.contiguous().view(torch.int8),

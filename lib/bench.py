@@ -16,7 +16,7 @@ import torch
 
 from msrbook.kernels.decode_attention import decode_attention
 from msrbook.kernels.decode_attention_tilelang import decode_attention_tilelang  # imports tilelang only when called
-from msrbook.kernels.stream_read import stream_read
+from msrbook.kernels.stream_read import launch_shapes, stream_read
 from msrbook.testing import assert_close
 
 SDPA_BACKENDS = ("flash", "cudnn", "efficient", "math")
@@ -115,7 +115,7 @@ def measure_bandwidth(device, nbytes: int = 2**31) -> dict:
     read_ms = time_ms(lambda: src.sum(), device=device)
     if device.type == "cuda":
         kernel = stream_read
-        for block, unroll, warps in ((4096, 4, 8), (8192, 8, 8), (2048, 16, 4)):  # keep the fastest shape
+        for block, unroll, warps in launch_shapes(device):  # keep the fastest shape (refuses below sm_80)
             partial = torch.empty(-(-n // (block * unroll)), device=device, dtype=torch.float32)
             launch = lambda: kernel[(partial.numel(),)](src, partial, n, BLOCK=block, UNROLL=unroll, num_warps=warps)  # noqa: E731
             launch()

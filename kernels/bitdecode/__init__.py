@@ -15,11 +15,11 @@ msrbook.chapters.bitdecoding.bench.
 """
 
 from .codes import ASM_SLOT_PAIR, ASM_SLOT_PAIR_SUB, SUB_SCALE
-from .kernel import (SWEEP, BitDecodeConfig, bitdecode_attention, bitdecode_bytes, compile_for_target,
-                     default_config, default_cvt, main, plan)
+from .kernel import (SWEEP, BitDecodeConfig, bitdecode_attention, bitdecode_bytes, compile_for_target, config_for,
+                     default_config, default_cvt, fallback_config, launch_config, main, plan)
 from .pack import quantize_pack_kv
 from .quant import QuantConfig, QuantKVCache
 
 __all__ = ["ASM_SLOT_PAIR", "ASM_SLOT_PAIR_SUB", "SUB_SCALE", "SWEEP", "BitDecodeConfig", "QuantConfig",
-           "QuantKVCache", "bitdecode_attention", "bitdecode_bytes", "compile_for_target", "default_config",
-           "default_cvt", "main", "plan", "quantize_pack_kv"]
+           "QuantKVCache", "bitdecode_attention", "bitdecode_bytes", "compile_for_target", "config_for",
+           "default_config", "default_cvt", "fallback_config", "launch_config", "main", "plan", "quantize_pack_kv"]

@@ -26,13 +26,14 @@ Stage 2 merges all splits by log-sum-exp (the dense kernel's combine).
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import triton
 import triton.language as tl
 
-from ..decode_attention import _decode_combine_kernel, decode_attention, decode_attention_ref, device_limits
+from ..decode_attention import _decode_combine_kernel, decode_attention, decode_attention_ref
+from ..targets import Target, compile_for_arch, target
 from .codes import _half2, _online_update, _residual_part, _slab_pv, _slab_scores, _split_setup, _store_split
 from .pack import _quantize_pack_kernel
 from .quant import QuantConfig, QuantKVCache
@@ -53,6 +54,8 @@ class BitDecodeConfig:
     num_splits: int  # splits of the packed part per (b, kv head); the residual adds one more
     num_warps: int  # warps per stage-1 program
     num_stages: int  # software-pipelining depth of the packed-word loads
+    magic_cvt: object = None  # the codes' convert (see `bitdecode_attention`); None: the wrapper's default
+    tile_softmax: bool = True  # impl "triton": one softmax step per 128-token tile
 
 
 def default_config(B: int, Hkv: int, n_tiles: int, sm_count: int) -> BitDecodeConfig:
@@ -71,6 +74,18 @@ def default_config(B: int, Hkv: int, n_tiles: int, sm_count: int) -> BitDecodeCo
     if triton.cdiv(n_tiles, splits) > 64:
         splits *= 2
     return BitDecodeConfig(splits, num_warps=2, num_stages=3)
+
+
+def fallback_config(B: int, Hkv: int, n_tiles: int, sm_count: int) -> BitDecodeConfig:
+    """For a GPU outside the measured table (kernels/targets.py; compiled for sm_80 and sm_89 in
+    CI, not timed): the same splits and 2 warps as `default_config` (the warp count follows from
+    the product shapes, not from the GPU), 2 stages (the least pipelining that overlaps a load with
+    compute; 43 KB of shared memory at 3 stages is not needed to fit, but nothing was timed to earn
+    it), and the 0x6400 inline-PTX convert ("asm": prmt, lop3 and f16x2 arithmetic, all valid from
+    sm_53) instead of "sub", whose exact products of fp16 subnormals were checked on Hopper
+    tensor cores only."""
+    return BitDecodeConfig(default_config(B, Hkv, n_tiles, sm_count).num_splits, num_warps=2, num_stages=2,
+                           magic_cvt=fallback_cvt())
 
 
 # ------------------------------------------------------------------------------------------- kernels
@@ -226,6 +241,12 @@ def default_cvt():
     return False if _interpreting() or torch.version.hip else "sub"
 
 
+def fallback_cvt():
+    """magic_cvt outside the measured table: "asm" on an NVIDIA GPU (see `fallback_config`), the
+    plain convert under the interpreter and on ROCm, as `default_cvt`."""
+    return False if _interpreting() or torch.version.hip else "asm"
+
+
 def _cvt_mode(magic_cvt, interpreter_ok=False) -> int:
     """The MAGIC constexpr: False -> 0 (plain convert), True -> 1 (magic number, one code at a
     time), "asm" -> 2 (inline PTX, two codes of two words per instruction; GPU only), "sub" -> 3
@@ -239,12 +260,33 @@ def _cvt_mode(magic_cvt, interpreter_ok=False) -> int:
     return modes[magic_cvt]
 
 
+def config_for(tgt: Target, impl: str, B: int, Hkv: int, n_tiles: int) -> BitDecodeConfig:
+    """The launch configuration of `impl` on `tgt` (kernels/targets.py). On the capability the
+    defaults were timed on (H100, H200; a CPU plans as one): `default_config` with `default_cvt`,
+    and for the tokens-in-M impls 1 warp and 2 stages (the fastest of their settings in the H200
+    check, tools/gpu_bitdecode_check.py). Elsewhere `fallback_config`, with 2 warps and 2 stages
+    for the tokens-in-M impls too: at 1 warp triton_tm spills at 4 bits (sm_90a,
+    kernels/NOTES-bitdecode.md) and triton_tm2 at 2 bits with the "asm" convert and G=4 (sm_89
+    build); 2 warps halve the accumulator's registers per thread."""
+    base = (default_config if tgt.measured else fallback_config)(B, Hkv, n_tiles, tgt.sm_count)
+    warps, stages = base.num_warps, base.num_stages
+    if impl in ("triton_tm", "triton_tm2"):
+        warps, stages = (1 if tgt.measured else 2), 2
+    cvt = default_cvt() if tgt.measured else base.magic_cvt
+    return BitDecodeConfig(base.num_splits, warps, stages, cvt, tile_softmax=not _interpreting())
+
+
+def launch_config(q, cache, impl="triton", num_splits=None) -> BitDecodeConfig:
+    """What `bitdecode_attention` launches q [B, H, D] over this cache with where no knob is given
+    (`config_for` the target of q's device). Raises UnsupportedGPU on a GPU below sm_80."""
+    cfg = config_for(target(q.device), impl, q.shape[0], cache.Hkv, cache.packed_len // cache.cfg.tile)
+    return replace(cfg, num_splits=num_splits or cfg.num_splits)
+
+
 def plan(q, cache, num_splits=None):
     """(n_tiles, num_splits, tiles_per_split) for q over this cache."""
-    B, H, D = q.shape
     n_tiles = cache.packed_len // cache.cfg.tile
-    cfg = default_config(B, cache.Hkv, n_tiles, device_limits(q.device)["sm_count"])
-    num_splits = num_splits or cfg.num_splits
+    num_splits = launch_config(q, cache, num_splits=num_splits).num_splits
     tiles_per_split = triton.cdiv(n_tiles, num_splits) if n_tiles else 0
     return n_tiles, num_splits, tiles_per_split
 
@@ -264,7 +306,8 @@ def bitdecode_attention(q, cache, *, sm_scale=None, impl="triton", num_splits=No
     for the fp16-subnormal form (inline PTX, masks only; "sub_plain" the same with plain ops).
     Defaults: tile_softmax and "sub" on a GPU (`default_cvt`; tile_softmax the faster in the H200
     sweep of tools/gpu_bitdecode_check.py), the plain per-slab path under the
-    Triton interpreter (which cannot run inline PTX). maxnreg (GPU kernels): a cap on registers per
+    Triton interpreter (which cannot run inline PTX); on a GPU other than an H100 or H200, the
+    fallback of `launch_config`. maxnreg (GPU kernels): a cap on registers per
     thread (ptxas .maxnreg), trading spills for more resident warps; None leaves it to ptxas."""
     B, H, D = q.shape
     assert (cache.B, cache.D) == (B, D) and H % cache.Hkv == 0, (q.shape, cache.B, cache.Hkv, cache.D)
@@ -278,28 +321,24 @@ def bitdecode_attention(q, cache, *, sm_scale=None, impl="triton", num_splits=No
     if impl == "triton_tm2" and cache.cfg.k_mode != "KC":
         raise ValueError("impl='triton_tm2' needs K per channel (KC), not " + cache.cfg.k_mode)
     cfg, Hkv, G = cache.cfg, cache.Hkv, H // cache.Hkv
-    n_tiles, splits, tiles_per_split = plan(q, cache, num_splits)
-    dflt = default_config(B, Hkv, n_tiles, device_limits(q.device)["sm_count"])
+    dflt = launch_config(q, cache, impl, num_splits)
+    n_tiles, splits = cache.packed_len // cfg.tile, dflt.num_splits
+    tiles_per_split = triton.cdiv(n_tiles, splits) if n_tiles else 0
     q = q if q.stride(-1) == 1 else q.contiguous()
     partial = torch.empty(B * H, splits + 1, D, device=q.device, dtype=torch.float32)  # [B*H, splits+1, D]
     lse = torch.empty(B * H, splits + 1, device=q.device, dtype=torch.float32)  # [B*H, splits+1]
     out = torch.empty(B, H, D, device=q.device, dtype=q.dtype)
     kc, vc, kr, vr = cache.k_codes, cache.v_codes, cache._res_k, cache._res_v
     km, vm = cache.k_meta.view(torch.int32)[..., 0], cache.v_meta.view(torch.int32)[..., 0]  # (scale, zero) pairs as words
-    magic = _cvt_mode(default_cvt() if magic_cvt is None else magic_cvt)
+    magic = _cvt_mode(dflt.magic_cvt if magic_cvt is None else magic_cvt)
     block_g = triton.next_power_of_2(G)
     if impl == "triton":
         kernel, block_g = _bitdecode_split_kernel, max(16, block_g)  # tl.dot rows: at least 16
-        tile_softmax = not _interpreting() if tile_softmax is None else tile_softmax
+        tile_softmax = dflt.tile_softmax if tile_softmax is None else tile_softmax
         extra = dict(USE_DOT=True, TILE_SOFTMAX=bool(tile_softmax), MAGIC=magic)
     elif impl in ("triton_tm", "triton_tm2"):
-        if impl == "triton_tm":
-            kernel = _tm_split_kernel
-        else:
-            kernel = _tm2_split_kernel
-
-        # 1 warp and 2 stages: the fastest of its settings in the H200 check (tools/gpu_bitdecode_check.py)
-        extra, num_warps, num_stages = dict(MAGIC=magic, LAZY=8.0), num_warps or 1, num_stages or 2
+        kernel = _tm_split_kernel if impl == "triton_tm" else _tm2_split_kernel
+        extra = dict(MAGIC=magic, LAZY=8.0)  # warps and stages: `launch_config`
     else:
         kernel, extra = _bitdecode_split_cuda_core_kernel, dict(USE_DOT=False)
     kernel[(B * Hkv, splits + 1)](
@@ -361,9 +400,6 @@ def compile_for_target(kernel: str, *, bits: int, k_mode: str = "KC", G: int = 4
     and stride arguments are marked 16-divisible as the JIT marks them at run time. Returns the
     compiled kernel (its .asm holds ttgir and ptx). Must run in a process where TRITON_INTERPRET is
     unset."""
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-
     word = "*i32" if bits == 4 else "*i16"
     if kernel == "quantize_pack":
         fn = _quantize_pack_kernel
@@ -383,11 +419,8 @@ def compile_for_target(kernel: str, *, bits: int, k_mode: str = "KC", G: int = 4
             const.update(MAGIC=_cvt_mode(magic_cvt, interpreter_ok=True), LAZY=8.0)
         else:
             fn, const["USE_DOT"] = _bitdecode_split_cuda_core_kernel, False
-    sig = {name: types.get(name, "constexpr" if name in const else "i32") for name in fn.arg_names}
-    div16 = [i for i, name in enumerate(fn.arg_names) if types.get(name, "").startswith("*") or name.startswith("stride_")]
-    attrs = {(i,): [["tt.divisibility", 16]] for i in div16}
-    return triton.compile(ASTSource(fn=fn, signature=sig, constexprs=const, attrs=attrs), target=GPUTarget("cuda", arch, 32),
-                          options=dict(num_warps=num_warps, num_stages=num_stages, **({"maxnreg": maxnreg} if maxnreg else {})))
+    return compile_for_arch(fn, types, const, arch, num_warps=num_warps, num_stages=num_stages,
+                            **({"maxnreg": maxnreg} if maxnreg else {}))
 
 
 # ------------------------------------------------------------------------------------ bytes and main

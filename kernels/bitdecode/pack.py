@@ -7,6 +7,13 @@ import torch
 import triton
 import triton.language as tl
 
+from ..targets import target
+
+# One program per (b, kv head, tile, K or V), no pipelined loop and no tl.dot: nothing in its launch
+# depends on the GPU beyond sm_80's limits (kernels/targets.py), so every capability uses it; CI
+# compiles it for sm_80, sm_89 and sm_90a (tests/kernels/test_compile_targets.py).
+PACK_WARPS = 4
+
 
 @triton.jit
 def _qpack_tile(X, C, M, x_base, c_base, m_base, stride_xs, t,
@@ -87,6 +94,7 @@ def quantize_pack_kv(k, v, k_codes, k_meta, v_codes, v_meta, *, bits: int, tile:
     dims). One kernel launch for K and V."""
     B, Hkv, n, D = k.shape
     assert v.shape == k.shape and n % tile == 0, (k.shape, v.shape, tile)
+    target(k.device)  # raises UnsupportedGPU below sm_80
     k, v = (t.to(torch.float16) for t in (k, v))
     k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (k, v))
     for t in (k_codes, v_codes):
@@ -102,6 +110,6 @@ def quantize_pack_kv(k, v, k_codes, k_meta, v_codes, v_meta, *, bits: int, tile:
         k_codes.stride(0), k_codes.stride(1), k_meta.stride(0), k_meta.stride(1), v_meta.stride(0), v_meta.stride(1),
         v_codes.stride(0), v_codes.stride(1),
         Hkv, K_PER_CHANNEL=k_per_channel, BITS=bits, TILE=tile, D=D,
-        num_warps=4,
+        num_warps=PACK_WARPS,
         enable_fp_fusion=False,  # (x - z) * inv + 0.5 as two roundings, exactly as torch computes it
     )
