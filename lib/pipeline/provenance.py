@@ -37,7 +37,9 @@ def commit_info() -> dict:
     sha = _git("rev-parse", "HEAD")
     if sha is None:
         return {"commit": None, "dirty": None}
-    status = _git("status", "--porcelain", "--untracked-files=no")
+    # Results are data, not code: a chapter reproduced after another, whose new results are not yet
+    # committed, is not "dirty" for that (only tracked code and config count).
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)data/results")
     return {"commit": sha, "dirty": bool(status)}
 
 

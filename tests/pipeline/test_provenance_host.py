@@ -86,3 +86,28 @@ def test_peak_gpu_memory_is_recorded_once_cuda_is_used():
     x = torch.empty(64 * 2**20, dtype=torch.uint8, device="cuda")  # 64 MiB
     peak = provenance.peak_memory()
     assert peak["gpu_allocated_bytes"] >= x.numel() and peak["gpu_reserved_bytes"] >= peak["gpu_allocated_bytes"]
+
+
+def test_dirty_flag_counts_code_not_results(tmp_path, monkeypatch):
+    """A second chapter reproduced before the first one's new results are committed is not dirty for
+    that; an uncommitted code edit is."""
+    import subprocess
+
+    from msrbook.pipeline import provenance as prov
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "data" / "results").mkdir(parents=True)
+    (tmp_path / "data" / "results" / "claims.json").write_text("[]\n")
+    (tmp_path / "a.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "add", ".")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init")
+    monkeypatch.setattr(prov, "repo_root", lambda: tmp_path)
+    monkeypatch.delenv("MSRBOOK_COMMIT", raising=False)
+    assert prov.commit_info()["dirty"] is False
+    (tmp_path / "data" / "results" / "claims.json").write_text("[1]\n")
+    assert prov.commit_info()["dirty"] is False
+    (tmp_path / "a.py").write_text("x = 2\n")
+    assert prov.commit_info()["dirty"] is True
