@@ -16,12 +16,12 @@ from pathlib import Path
 
 import yaml
 
+from ..errors import BookError
 from . import claims as claims_mod
 from . import needs
+from .layout import replay_set, result_sets
 from .provenance import device_label
 from .registry import PROFILES, Chapter, chapters
-from ..errors import BookError
-from .layout import replay_set, result_sets
 from .stale import combine, stale
 
 PARTS = (("background", "Background"), ("papers", "The papers"), ("appendix", "Appendix"))

@@ -23,11 +23,10 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .. import repo_root
-from . import needs
-from .params import resolve_all
 from ..errors import BookError
+from . import layout, needs
+from .params import resolve_all
 from .registry import chapter as get_chapter, check_profile
-from . import layout
 from .results import read_json, results_root, write_atomic
 
 
