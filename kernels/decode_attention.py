@@ -52,9 +52,14 @@ def default_config(B: int, Hkv: int, S: int, D: int, sm_count: int, *, elem_byte
     block_n = min(128, 32768 // (D * elem_bytes), max(16, triton.next_power_of_2(S)))
     stage_bytes = 2 * block_n * D * elem_bytes  # one K tile and one V tile
     num_stages = 3 if 2 * stage_bytes + 16 * 1024 <= smem_bytes else 2
+    return DecodeConfig(_num_splits(B, Hkv, S, block_n, sm_count), block_n, num_warps=4, num_stages=num_stages)
+
+
+def _num_splits(B: int, Hkv: int, S: int, block_n: int, sm_count: int) -> int:
+    """About 8 programs per SM, each split >= 512 tokens and >= one tile, at most 256, rounded down
+    to a power of two (the split rule of both configurations)."""
     most = max(1, min(triton.cdiv(8 * sm_count, B * Hkv), S // 512, triton.cdiv(S, block_n), 256))
-    num_splits = 1 << (most.bit_length() - 1)  # round down to a power of two
-    return DecodeConfig(num_splits, block_n, num_warps=4, num_stages=num_stages)
+    return 1 << (most.bit_length() - 1)
 
 
 def fallback_config(B: int, Hkv: int, S: int, D: int, sm_count: int, *, elem_bytes: int = 2,
@@ -68,8 +73,7 @@ def fallback_config(B: int, Hkv: int, S: int, D: int, sm_count: int, *, elem_byt
     block_n = min(64, 16384 // (D * elem_bytes), max(16, triton.next_power_of_2(S)))
     stage_bytes = 2 * block_n * D * elem_bytes
     num_stages = 3 if 2 * stage_bytes + 16 * 1024 <= smem_bytes // 2 else 2
-    most = max(1, min(triton.cdiv(8 * sm_count, B * Hkv), S // 512, triton.cdiv(S, block_n), 256))
-    return DecodeConfig(1 << (most.bit_length() - 1), block_n, num_warps=4, num_stages=num_stages)
+    return DecodeConfig(_num_splits(B, Hkv, S, block_n, sm_count), block_n, num_warps=4, num_stages=num_stages)
 
 
 def config_for(tgt: Target, B: int, Hkv: int, S: int, D: int, *, elem_bytes: int = 2) -> DecodeConfig:
