@@ -9,13 +9,13 @@ reader with a smaller GPU is refused in one line before minutes of work, not out
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 from .. import repo_root
 from ..errors import BookError
 from . import provenance as prov
+from .layout import result_sets
 from .params import profile_names, requires
 from .registry import PROFILES, chapter as get_chapter
 from .results import results_root
@@ -25,16 +25,10 @@ GB = 1e9  # declared needs are decimal GB, as GPU makers label memory
 
 def probe() -> dict:
     """This machine: {'gpu': name or None, 'gpu_memory_bytes': int or None, 'host_memory_bytes':
-    int or None}. One small function, so that tests can stand in a device of any size."""
-    info = {"gpu": None, "gpu_memory_bytes": None, "host_memory_bytes": prov.host_memory_total()}
-    try:
-        import torch
-    except ImportError:
-        return info
-    if torch.cuda.is_available():
-        props = torch.cuda.get_device_properties(0)
-        info.update(gpu=props.name, gpu_memory_bytes=int(props.total_memory))
-    return info
+    int or None}, as provenance records it. One small function, so that tests can stand in a
+    device of any size."""
+    info = prov.device_info()
+    return {k: info[k] for k in ("gpu", "gpu_memory_bytes", "host_memory_bytes")}
 
 
 def _gb(n_bytes: float) -> str:
@@ -102,12 +96,11 @@ def measured(chapter: str, profile: str, root: Path | None = None) -> list[dict]
     results are kept per model): {'path', 'device', 'wall_s' (sum over its notebooks, None unless
     every one recorded it), 'gpu_peak_bytes' and 'host_peak_bytes' (the largest over its notebooks,
     None where none recorded it)}. GPU peak is torch's reserved memory: what the process held."""
-    base = (root or results_root()) / chapter / profile
     out = []
-    for path in sorted(base.rglob("provenance.json")) if base.exists() else []:
-        if any(part.startswith(".") for part in path.relative_to(base).parts):
-            continue  # a stage or a swapped-out folder, not a result
-        records = list(json.loads(path.read_text()).values())
+    for rs in result_sets(chapter, root or results_root()):
+        if rs.profile != profile:
+            continue
+        path, records = rs.path / "provenance.json", list(rs.provenance().values())
         walls = [r.get("wall_s") for r in records]
         peaks = [r.get("peak_memory") or {} for r in records]
         gpu = [p["gpu_reserved_bytes"] for p in peaks if p.get("gpu_reserved_bytes") is not None]

@@ -203,15 +203,16 @@ def test_a_profile_sized_to_its_gpu_is_bounded_by_its_fraction(tmp_path):
     need = params.requires("swarmthinkers", "gpu")
     total = 150 * GB
     fine = _fake_record(60.0, gpu_bytes=int(need["gpu_memory_fraction"] * total) - 1, gpu_total=total)
-    _write_run(tmp_path, "swarmthinkers", "gpu", {"02-gpu-speed": fine})
+    _write_run(tmp_path, "swarmthinkers", "gpu", {"02-gpu-speed": fine}, sub=("h100-80gb-hbm3",))
     assert needs.exceeded("swarmthinkers", "gpu", tmp_path) == []
-    (tmp_path / "swarmthinkers" / "gpu" / "provenance.json").write_text(json.dumps(
+    (tmp_path / "swarmthinkers" / "gpu" / "h100-80gb-hbm3" / "provenance.json").write_text(json.dumps(
         {"02-gpu-speed": _fake_record(60.0, gpu_bytes=int(need["gpu_memory_fraction"] * total) + 1, gpu_total=total)}))
     assert len(needs.exceeded("swarmthinkers", "gpu", tmp_path)) == 1
 
 
 def test_chapter_page_lines_show_declared_and_measured(tmp_path):
-    _write_run(tmp_path, "bitdecoding", "gpu", {"04-end-to-end": _fake_record(120.0, gpu_bytes=41 * GB)})
+    _write_run(tmp_path, "bitdecoding", "gpu", {"04-end-to-end": _fake_record(120.0, gpu_bytes=41 * GB)},
+               sub=("h100-80gb-hbm3",))
     lines = needs.markdown("bitdecoding", tmp_path)
     gpu_row = next(line for line in lines if line.startswith("| `gpu`"))
     need = params.requires("bitdecoding", "gpu")
