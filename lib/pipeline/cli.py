@@ -9,10 +9,8 @@ import argparse
 import subprocess
 import sys
 
-import yaml
-
 from .. import repo_root
-from .params import parse_overrides
+from .params import parse_overrides, profile_names
 from . import layout
 from .registry import chapter as get_chapter, chapters
 from .runner import replay, reproduce
@@ -38,8 +36,7 @@ def committed_sets(chapter: str, committed: set[str]) -> str:
 def cmd_list(_args) -> None:
     committed = _committed_results()
     for ch in chapters():
-        prof_file = ch.folder / "profiles.yml"
-        profiles = list((yaml.safe_load(prof_file.read_text()) or {}).keys()) if prof_file.exists() else []
+        profiles = profile_names(ch.name)
         print(f"{ch.name:18s} {ch.title}")
         print(f"{'':18s} notebooks: {', '.join(ch.notebooks) or '(none yet)'}")
         print(f"{'':18s} profiles:  {', '.join(profiles) or '(none yet)'}")
